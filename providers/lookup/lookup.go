@@ -1,0 +1,301 @@
+package lookup
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"golang.org/x/sync/singleflight"
+
+	"github.com/imagegate/imagegate/providers/facts"
+	"github.com/imagegate/imagegate/providers/registry"
+)
+
+// Observer is told about cache outcomes and cold fetches.
+type Observer interface {
+	// ObserveCache reports a lookup in cache "tag", "facts" or "negative".
+	ObserveCache(cache string, hit bool)
+	// ObserveInFlight reports the change in the number of cold fetches running.
+	ObserveInFlight(delta int)
+}
+
+// Options configure a Service. Registry is required; zero values take the
+// documented defaults.
+type Options struct {
+	Registry *registry.Client
+	// Insecure reports registries reached over plain HTTP.
+	Insecure func(registry string) bool
+	// Generation identifies the configuration the Service was built from; it is
+	// part of every cache key.
+	Generation uint64
+
+	TagTTL       time.Duration // tag → digest; default 30s
+	FactsTTL     time.Duration // digest → facts; default 1h
+	NegativeTTL  time.Duration // definitive failures; default 15s
+	MaxEntries   int           // per cache; default 10000
+	FetchTimeout time.Duration // a cold fetch's own deadline; default 30s
+	MaxInFlight  int           // cold fetches running at once; default 64
+	Observer     Observer
+	Now          func() time.Time // for tests
+}
+
+// Service answers facts and digest lookups. It is safe for concurrent use.
+type Service struct {
+	o        Options
+	gen      string
+	tags     *lru[v1.Descriptor]
+	facts    *lru[*facts.Facts]
+	negative *lru[error]
+	group    singleflight.Group
+	slots    chan struct{}
+}
+
+// New builds a Service.
+func New(o Options) (*Service, error) {
+	if o.Registry == nil {
+		return nil, errors.New("lookup: a registry client is required")
+	}
+	def := func(d *time.Duration, v time.Duration) {
+		if *d == 0 {
+			*d = v
+		}
+	}
+	def(&o.TagTTL, 30*time.Second)
+	def(&o.FactsTTL, time.Hour)
+	def(&o.NegativeTTL, 15*time.Second)
+	def(&o.FetchTimeout, 30*time.Second)
+	if o.MaxEntries == 0 {
+		o.MaxEntries = 10000
+	}
+	if o.MaxInFlight <= 0 {
+		o.MaxInFlight = 64
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Observer == nil {
+		o.Observer = nopObserver{}
+	}
+	return &Service{
+		o:        o,
+		gen:      strconv.FormatUint(o.Generation, 10) + "|",
+		tags:     newLRU[v1.Descriptor](o.MaxEntries, o.Now),
+		facts:    newLRU[*facts.Facts](o.MaxEntries, o.Now),
+		negative: newLRU[error](o.MaxEntries, o.Now),
+		slots:    make(chan struct{}, o.MaxInFlight),
+	}, nil
+}
+
+// Parse parses key and checks its registry against the allowlist. No I/O.
+func (s *Service) Parse(key string) (registry.Ref, error) {
+	ref, err := registry.Parse(key, s.o.Insecure)
+	if err != nil {
+		return registry.Ref{}, err
+	}
+	if err := s.o.Registry.Check(ref); err != nil {
+		return registry.Ref{}, err
+	}
+	return ref, nil
+}
+
+// Facts returns the facts for one image key. The returned value is shared with
+// the cache: callers must not modify it.
+func (s *Service) Facts(ctx context.Context, key string) (*facts.Facts, error) {
+	ref, err := s.Parse(key)
+	if err != nil {
+		return nil, err
+	}
+	var (
+		digest    string
+		tagDigest string
+	)
+	switch {
+	case ref.Digest != nil && ref.Tag != nil:
+		// repo:tag@digest: the pinned digest's facts and the tag's digest now,
+		// fetched at once.
+		digest = ref.Digest.DigestStr()
+		type res struct {
+			d   v1.Descriptor
+			err error
+		}
+		ch := make(chan res, 1)
+		go func() {
+			d, err := s.resolve(ctx, ref)
+			ch <- res{d, err}
+		}()
+		f, ferr := s.describe(ctx, ref, digest)
+		r := <-ch
+		if ferr != nil {
+			return nil, ferr
+		}
+		if r.err != nil {
+			return nil, r.err
+		}
+		return s.compose(ref, f, r.d.Digest.String()), nil
+	case ref.Digest != nil:
+		digest = ref.Digest.DigestStr()
+	default:
+		d, err := s.resolve(ctx, ref)
+		if err != nil {
+			return nil, err
+		}
+		digest = d.Digest.String()
+	}
+	f, err := s.describe(ctx, ref, digest)
+	if err != nil {
+		return nil, err
+	}
+	return s.compose(ref, f, tagDigest), nil
+}
+
+// Pinned is an image key resolved to a digest.
+type Pinned struct {
+	Name   string // registry/repository, Docker Hub as docker.io
+	Tag    string // the key's tag, "" for a digest-only key
+	Digest string
+}
+
+// Reference returns name@digest, or name:tag@digest with keepTag.
+func (p Pinned) Reference(keepTag bool) string {
+	if keepTag && p.Tag != "" {
+		return p.Name + ":" + p.Tag + "@" + p.Digest
+	}
+	return p.Name + "@" + p.Digest
+}
+
+// Digest returns the digest an image key stands for: the pinned digest of a
+// digest key (no I/O), or the tag's current digest.
+func (s *Service) Digest(ctx context.Context, key string) (Pinned, error) {
+	ref, err := s.Parse(key)
+	if err != nil {
+		return Pinned{}, err
+	}
+	p := Pinned{Name: ref.Facts.Registry + "/" + ref.Facts.Repository, Tag: ref.Facts.Tag}
+	if ref.Digest != nil {
+		p.Digest = ref.Digest.DigestStr()
+		return p, nil
+	}
+	d, err := s.resolve(ctx, ref)
+	if err != nil {
+		return Pinned{}, err
+	}
+	p.Digest = d.Digest.String()
+	return p, nil
+}
+
+func (s *Service) compose(ref registry.Ref, cached *facts.Facts, tagDigest string) *facts.Facts {
+	f := *cached
+	f.Image = ref.Key
+	f.Reference = ref.Facts
+	f.TagDigest = tagDigest
+	return &f
+}
+
+// resolve returns the tag's current descriptor, from the tag cache when fresh.
+func (s *Service) resolve(ctx context.Context, ref registry.Ref) (v1.Descriptor, error) {
+	key := s.gen + "tag|" + ref.Repository().Name() + ":" + ref.Tag.TagStr()
+	if d, ok := s.tags.get(key); ok {
+		s.o.Observer.ObserveCache("tag", true)
+		return d, nil
+	}
+	s.o.Observer.ObserveCache("tag", false)
+	v, err := s.flight(ctx, key, ref.Key, func(fctx context.Context) (any, error) {
+		d, err := s.o.Registry.Resolve(fctx, ref.Key, *ref.Tag)
+		if err != nil {
+			return nil, err
+		}
+		s.tags.add(key, d, s.o.TagTTL)
+		return d, nil
+	})
+	if err != nil {
+		return v1.Descriptor{}, err
+	}
+	return v.(v1.Descriptor), nil
+}
+
+// describe returns what repository@digest describes, from the facts cache when
+// present. The cached value carries no per-key fields (image, reference).
+func (s *Service) describe(ctx context.Context, ref registry.Ref, digest string) (*facts.Facts, error) {
+	repo := ref.Repository()
+	key := s.gen + "facts|" + repo.Name() + "@" + digest
+	if f, ok := s.facts.get(key); ok {
+		s.o.Observer.ObserveCache("facts", true)
+		return f, nil
+	}
+	s.o.Observer.ObserveCache("facts", false)
+	v, err := s.flight(ctx, key, ref.Key, func(fctx context.Context) (any, error) {
+		f, err := s.o.Registry.Describe(fctx, ref.Key, repo.Digest(digest))
+		if err != nil {
+			return nil, err
+		}
+		f.Normalize()
+		s.facts.add(key, f, s.o.FactsTTL)
+		return f, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return v.(*facts.Facts), nil
+}
+
+// flight runs fn once per key across concurrent callers. fn runs with its own
+// deadline, detached from the caller's, so a fetch that outlives one request's
+// budget still lands in the cache for the next. Definitive failures are cached
+// for NegativeTTL; transient ones are not cached at all.
+func (s *Service) flight(ctx context.Context, key, image string, fn func(context.Context) (any, error)) (any, error) {
+	if err, ok := s.negative.get(key); ok {
+		s.o.Observer.ObserveCache("negative", true)
+		return nil, reimage(err, image)
+	}
+	ch := s.group.DoChan(key, func() (any, error) {
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.o.FetchTimeout)
+		defer cancel()
+		select {
+		case s.slots <- struct{}{}:
+		case <-fctx.Done():
+			return nil, facts.Errorf(facts.CodeUnavailable, image, "too many lookups in flight (%d)", cap(s.slots))
+		}
+		s.o.Observer.ObserveInFlight(1)
+		defer func() {
+			<-s.slots
+			s.o.Observer.ObserveInFlight(-1)
+		}()
+		v, err := fn(fctx)
+		if err != nil && facts.CodeOf(err).Definitive() {
+			s.negative.add(key, err, s.o.NegativeTTL)
+		}
+		return v, err
+	})
+	select {
+	case r := <-ch:
+		if r.Err != nil {
+			return nil, reimage(r.Err, image)
+		}
+		return r.Val, nil
+	case <-ctx.Done():
+		return nil, facts.Errorf(facts.CodeUnavailable, image, "registry lookup still running when the time budget ran out (%v)", context.Cause(ctx))
+	}
+}
+
+// reimage returns err as seen by the caller of image: a shared fetch may have
+// been started by a different key naming the same content.
+func reimage(err error, image string) error {
+	var fe *facts.Error
+	if errors.As(err, &fe) && fe.Image != image {
+		c := *fe
+		c.Image = image
+		return &c
+	}
+	if fe == nil {
+		return &facts.Error{Code: facts.CodeUnavailable, Image: image, Err: fmt.Errorf("%w", err)}
+	}
+	return err
+}
+
+type nopObserver struct{}
+
+func (nopObserver) ObserveCache(string, bool) {}
+func (nopObserver) ObserveInFlight(int)       {}

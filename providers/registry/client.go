@@ -1,0 +1,278 @@
+package registry
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/imagegate/imagegate/providers/facts"
+)
+
+// Guard decides which registries may be contacted and dials only permitted
+// addresses. *guard.Guard implements it.
+type Guard interface {
+	CheckRegistry(registry string) error
+	Insecure(registry string) bool
+	Transport() http.RoundTripper
+}
+
+// Observer is told about every HTTP request made to a registry. op is one of
+// manifest_head, manifest_get, blob_get, referrers, tags, token, other; result
+// is the status code ("200", "404", "429") or "error".
+type Observer interface {
+	ObserveRegistryRequest(op, result string, d time.Duration)
+}
+
+// Limits bound what is read from a registry.
+type Limits struct {
+	ManifestBytes int64 // manifest or index
+	ConfigBytes   int64 // image config blob
+	Children      int   // platform manifests in one index
+}
+
+// DefaultLimits are generous for real images and small enough that a hostile
+// registry cannot exhaust memory.
+var DefaultLimits = Limits{ManifestBytes: 4 << 20, ConfigBytes: 4 << 20, Children: 64}
+
+// Options configure a Client. Guard is required.
+type Options struct {
+	Guard     Guard
+	Keychain  authn.Keychain // nil: anonymous
+	Limits    Limits         // zero fields take DefaultLimits
+	Observer  Observer       // nil: none
+	UserAgent string
+	// Jobs bounds parallel fetches for one image (platform children, configs).
+	Jobs int
+	// Retry bounds retries of transient failures (429, 5xx, resets). Zero takes
+	// a short backoff suited to admission budgets.
+	Retry remote.Backoff
+}
+
+// Client fetches image facts. It is safe for concurrent use and meant to be
+// built once: its puller caches registry authentication.
+type Client struct {
+	guard  Guard
+	puller *remote.Puller
+	limits Limits
+	jobs   int
+}
+
+// New builds a Client.
+func New(o Options) (*Client, error) {
+	if o.Guard == nil {
+		return nil, errors.New("registry: a guard is required")
+	}
+	if o.Limits.ManifestBytes <= 0 {
+		o.Limits.ManifestBytes = DefaultLimits.ManifestBytes
+	}
+	if o.Limits.ConfigBytes <= 0 {
+		o.Limits.ConfigBytes = DefaultLimits.ConfigBytes
+	}
+	if o.Limits.Children <= 0 {
+		o.Limits.Children = DefaultLimits.Children
+	}
+	if o.Jobs <= 0 {
+		o.Jobs = 8
+	}
+	if o.Retry.Steps == 0 {
+		o.Retry = remote.Backoff{Duration: 100 * time.Millisecond, Factor: 3, Jitter: 0.1, Steps: 3}
+	}
+	if o.UserAgent == "" {
+		o.UserAgent = "imagegate"
+	}
+	kc := o.Keychain
+	if kc == nil {
+		kc = authn.NewMultiKeychain() // resolves to anonymous
+	}
+	rt := &limitTransport{next: o.Guard.Transport(), limits: o.Limits, observer: o.Observer}
+	puller, err := remote.NewPuller(
+		remote.WithTransport(rt),
+		remote.WithAuthFromKeychain(kc),
+		remote.WithUserAgent(o.UserAgent),
+		remote.WithJobs(o.Jobs),
+		remote.WithRetryBackoff(o.Retry),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("registry: %w", err)
+	}
+	return &Client{guard: o.Guard, puller: puller, limits: o.Limits, jobs: o.Jobs}, nil
+}
+
+// Check reports, without any I/O, whether ref's registry may be contacted.
+func (c *Client) Check(ref Ref) error {
+	if err := c.guard.CheckRegistry(ref.Registry()); err != nil {
+		return &facts.Error{Code: facts.CodeNotAllowed, Image: ref.Key, Err: err}
+	}
+	return nil
+}
+
+// Resolve returns the descriptor a tag points to now, with a manifest HEAD
+// (Docker Hub counts GETs as pulls). Only when the registry answers the HEAD
+// without a digest does it fall back to a GET.
+func (c *Client) Resolve(ctx context.Context, image string, tag name.Tag) (v1.Descriptor, error) {
+	if err := c.guard.CheckRegistry(canonicalRegistry(tag.RegistryStr())); err != nil {
+		return v1.Descriptor{}, &facts.Error{Code: facts.CodeNotAllowed, Image: image, Err: err}
+	}
+	desc, err := c.puller.Head(ctx, tag)
+	if err == nil {
+		return *desc, nil
+	}
+	if code := classify(err); code != facts.CodeUnavailable || !headLacksDigest(err) {
+		return v1.Descriptor{}, wrap(image, "resolve tag "+tag.TagStr(), err)
+	}
+	d, err := c.puller.Get(ctx, tag)
+	if err != nil {
+		return v1.Descriptor{}, wrap(image, "resolve tag "+tag.TagStr(), err)
+	}
+	return d.Descriptor, nil
+}
+
+// Describe fetches the manifest at d and, for an index, every platform child,
+// plus their image configs, in parallel. The returned facts carry Digest,
+// MediaType, Size, Config and Platforms.
+func (c *Client) Describe(ctx context.Context, image string, d name.Digest) (*facts.Facts, error) {
+	if err := c.guard.CheckRegistry(canonicalRegistry(d.RegistryStr())); err != nil {
+		return nil, &facts.Error{Code: facts.CodeNotAllowed, Image: image, Err: err}
+	}
+	desc, err := c.puller.Get(ctx, d) // ggcr checks the body against the digest
+	if err != nil {
+		return nil, wrap(image, "get manifest "+d.DigestStr(), err)
+	}
+	f := &facts.Facts{
+		Digest:    desc.Digest.String(),
+		MediaType: string(desc.MediaType),
+		Size:      desc.Size,
+	}
+	switch {
+	case desc.MediaType.IsIndex():
+		idx, err := v1.ParseIndexManifest(bytes.NewReader(desc.Manifest))
+		if err != nil {
+			return nil, facts.Errorf(facts.CodeInvalidContent, image, "index %s: %v", desc.Digest, err)
+		}
+		f.Platforms, err = c.platforms(ctx, image, d.Repository, idx)
+		if err != nil {
+			return nil, err
+		}
+	case desc.MediaType.IsImage():
+		cfg, err := c.imageConfig(ctx, image, d.Repository, desc.Manifest)
+		if err != nil {
+			return nil, err
+		}
+		f.Config = cfg
+	default:
+		return nil, facts.Errorf(facts.CodeInvalidContent, image, "unsupported manifest media type %q", desc.MediaType)
+	}
+	return f, nil
+}
+
+// platforms describes every image child of an index, skipping BuildKit's
+// attestation manifests (platform unknown/unknown).
+func (c *Client) platforms(ctx context.Context, image string, repo name.Repository, idx *v1.IndexManifest) ([]facts.Platform, error) {
+	var children []v1.Descriptor
+	for _, m := range idx.Manifests {
+		if m.Annotations["vnd.docker.reference.type"] == "attestation-manifest" {
+			continue
+		}
+		children = append(children, m)
+	}
+	if len(children) > c.limits.Children {
+		return nil, facts.Errorf(facts.CodeInvalidContent, image, "index lists %d manifests, more than the limit of %d", len(children), c.limits.Children)
+	}
+	out := make([]facts.Platform, len(children))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(c.jobs)
+	for i, m := range children {
+		p := facts.Platform{Digest: m.Digest.String(), MediaType: string(m.MediaType), Size: m.Size}
+		if m.Platform != nil {
+			p.OS, p.Architecture, p.Variant, p.OSVersion = m.Platform.OS, m.Platform.Architecture, m.Platform.Variant, m.Platform.OSVersion
+		}
+		out[i] = p
+		if !m.MediaType.IsImage() {
+			continue // a nested index or an artifact: listed, not descended into
+		}
+		if m.Size > c.limits.ManifestBytes {
+			return nil, facts.Errorf(facts.CodeInvalidContent, image, "platform manifest %s is %d bytes, more than the limit of %d", m.Digest, m.Size, c.limits.ManifestBytes)
+		}
+		g.Go(func() error {
+			child := repo.Digest(m.Digest.String())
+			desc, err := c.puller.Get(gctx, child)
+			if err != nil {
+				return wrap(image, "get platform manifest "+m.Digest.String(), err)
+			}
+			cfg, err := c.imageConfig(gctx, image, repo, desc.Manifest)
+			if err != nil {
+				return err
+			}
+			out[i].Config = cfg
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// imageConfig fetches and digest-verifies the config blob of an image manifest.
+func (c *Client) imageConfig(ctx context.Context, image string, repo name.Repository, raw []byte) (*facts.Config, error) {
+	m, err := v1.ParseManifest(bytes.NewReader(raw))
+	if err != nil {
+		return nil, facts.Errorf(facts.CodeInvalidContent, image, "manifest: %v", err)
+	}
+	switch m.Config.MediaType {
+	case types.OCIConfigJSON, types.DockerConfigJSON:
+	default:
+		// An OCI artifact: no image config to read.
+		return nil, nil
+	}
+	if m.Config.Size > c.limits.ConfigBytes {
+		return nil, facts.Errorf(facts.CodeInvalidContent, image, "config %s is %d bytes, more than the limit of %d", m.Config.Digest, m.Config.Size, c.limits.ConfigBytes)
+	}
+	layer, err := c.puller.Layer(ctx, repo.Digest(m.Config.Digest.String()))
+	if err != nil {
+		return nil, wrap(image, "get config "+m.Config.Digest.String(), err)
+	}
+	rc, err := layer.Compressed() // verifies size and digest while reading
+	if err != nil {
+		return nil, wrap(image, "get config "+m.Config.Digest.String(), err)
+	}
+	defer rc.Close()
+	b, err := io.ReadAll(io.LimitReader(rc, c.limits.ConfigBytes+1))
+	if err != nil {
+		return nil, wrap(image, "read config "+m.Config.Digest.String(), err)
+	}
+	if int64(len(b)) > c.limits.ConfigBytes {
+		return nil, facts.Errorf(facts.CodeInvalidContent, image, "config %s is larger than the limit of %d bytes", m.Config.Digest, c.limits.ConfigBytes)
+	}
+	var cf v1.ConfigFile
+	if err := json.Unmarshal(b, &cf); err != nil {
+		return nil, facts.Errorf(facts.CodeInvalidContent, image, "config %s: %v", m.Config.Digest, err)
+	}
+	out := &facts.Config{
+		Labels:       cf.Config.Labels,
+		User:         cf.Config.User,
+		OS:           cf.OS,
+		Architecture: cf.Architecture,
+		Variant:      cf.Variant,
+		Digest:       m.Config.Digest.String(),
+	}
+	if !cf.Created.IsZero() {
+		out.Created = cf.Created.UTC().Format(time.RFC3339)
+	}
+	if out.Labels == nil {
+		out.Labels = map[string]string{}
+	}
+	return out, nil
+}

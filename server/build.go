@@ -1,0 +1,84 @@
+package server
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"os"
+
+	"github.com/imagegate/imagegate/providers/guard"
+	"github.com/imagegate/imagegate/providers/lookup"
+	"github.com/imagegate/imagegate/providers/registry"
+	"github.com/imagegate/imagegate/server/config"
+)
+
+// Version is set at build time with -ldflags "-X …/server.Version=v1.2.3".
+var Version = "dev"
+
+// NewLookup builds the long-lived facts service from a config: the SSRF guard,
+// the registry client with its keychain, and the caches. The server and
+// `imagegate facts` both use it, so they answer alike. m may be nil.
+func NewLookup(cfg *config.Config, m *Metrics, generation uint64) (*lookup.Service, error) {
+	var tlsConf *tls.Config
+	if cfg.Registries.CAFile != "" {
+		pool, err := x509.SystemCertPool()
+		if err != nil {
+			pool = x509.NewCertPool()
+		}
+		pem, err := os.ReadFile(cfg.Registries.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("registries.caFile: %w", err)
+		}
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("registries.caFile %s: no PEM certificates found", cfg.Registries.CAFile)
+		}
+		tlsConf = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	}
+	g, err := guard.New(guard.Options{
+		Allow:           cfg.Registries.Allow,
+		Insecure:        cfg.Registries.Insecure,
+		Private:         cfg.Registries.Private,
+		TLSClientConfig: tlsConf,
+	})
+	if err != nil {
+		return nil, err
+	}
+	creds := make([]registry.Credential, len(cfg.Registries.Credentials))
+	for i, c := range cfg.Registries.Credentials {
+		creds[i] = registry.Credential(c)
+	}
+	kc, err := registry.NewKeychain(cfg.Registries.DockerConfig, creds)
+	if err != nil {
+		return nil, err
+	}
+	ro := registry.Options{
+		Guard:    g,
+		Keychain: kc,
+		Limits: registry.Limits{
+			ManifestBytes: cfg.Limits.ManifestBytes,
+			ConfigBytes:   cfg.Limits.ConfigBytes,
+			Children:      cfg.Limits.Children,
+		},
+		UserAgent: "imagegate/" + Version,
+	}
+	lo := lookup.Options{
+		Insecure:     g.Insecure,
+		Generation:   generation,
+		TagTTL:       cfg.Cache.TagTTL.D(),
+		FactsTTL:     cfg.Cache.FactsTTL.D(),
+		NegativeTTL:  cfg.Cache.NegativeTTL.D(),
+		MaxEntries:   cfg.Cache.MaxEntries,
+		FetchTimeout: cfg.Limits.FetchTimeout.D(),
+		MaxInFlight:  cfg.Limits.MaxInFlight,
+	}
+	if m != nil {
+		ro.Observer = m
+		lo.Observer = m
+	}
+	rc, err := registry.New(ro)
+	if err != nil {
+		return nil, err
+	}
+	lo.Registry = rc
+	return lookup.New(lo)
+}

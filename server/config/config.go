@@ -1,0 +1,317 @@
+// Package config loads and validates imagegate's YAML configuration. Unknown
+// fields and invalid values are errors that name the field; every default is
+// documented on its field and in examples/config/imagegate.yaml.
+package config
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"sigs.k8s.io/yaml"
+)
+
+// Config is the whole service configuration (v1 contract: fields may be added,
+// none changes meaning).
+type Config struct {
+	// Listen is the address of the one TLS port. Default ":8443".
+	Listen string `json:"listen"`
+	TLS    TLS    `json:"tls"`
+	// Registries says which registries facts may come from and how to reach them.
+	Registries Registries `json:"registries"`
+	Trust      Trust      `json:"trust"`
+	// Budget is how long a request may take: whatever is still being fetched by
+	// then is answered as transient. Keep it below Gatekeeper's Provider
+	// spec.timeout. Default 2.5s.
+	Budget Duration `json:"budget"`
+	Policy Policy   `json:"policy"`
+	Cache  Cache    `json:"cache"`
+	Limits Limits   `json:"limits"`
+	Digest Digest   `json:"digest"`
+	Log    Log      `json:"log"`
+}
+
+// TLS is the serving certificate, reloaded when the files change.
+type TLS struct {
+	CertFile string `json:"certFile"`
+	KeyFile  string `json:"keyFile"`
+	// ClientCAFile, when set, makes every caller present a certificate signed by
+	// this CA (Gatekeeper's webhook CA): RequireAndVerifyClientCert.
+	ClientCAFile string `json:"clientCAFile"`
+	// MinVersion is "1.3" (default) or "1.2".
+	MinVersion string `json:"minVersion"`
+}
+
+// Registries controls which registries are contacted and how.
+type Registries struct {
+	// Allow lists registries ("host" or "host:port", exactly as in image
+	// references) facts may come from. Empty allows nothing; "*" allows any.
+	Allow []string `json:"allow"`
+	// Insecure lists registries reached over plain HTTP.
+	Insecure []string `json:"insecure"`
+	// Private lists registries allowed to resolve to loopback, private or
+	// link-local addresses. Any other registry that does is refused.
+	Private []string `json:"private"`
+	// DockerConfig is a docker config.json (or a mounted
+	// kubernetes.io/dockerconfigjson secret's .dockerconfigjson) with
+	// auths.<host>.auth credentials.
+	DockerConfig string `json:"dockerConfig"`
+	// CAFile is a PEM bundle of extra CAs trusted for registries (added to the
+	// system roots), for registries with a private CA.
+	CAFile string `json:"caFile"`
+	// Credentials are per-registry username/password files (for example a
+	// mounted kubernetes.io/basic-auth secret), re-read at each use.
+	Credentials []Credential `json:"credentials"`
+}
+
+// Credential is one registry's username and password files.
+type Credential struct {
+	Registry     string `json:"registry"`
+	UsernameFile string `json:"usernameFile"`
+	PasswordFile string `json:"passwordFile"`
+}
+
+// Trust names the keys and Sigstore trusted roots signatures are verified with.
+type Trust struct {
+	Keys         map[string]string `json:"keys"`         // name → PEM public key file
+	TrustedRoots map[string]string `json:"trustedRoots"` // name → trusted_root.json file
+}
+
+// Policy configures the embedded policy engine.
+type Policy struct {
+	Dir       string         `json:"dir"`
+	OPAConfig string         `json:"opaConfig"`
+	Query     string         `json:"query"`
+	Params    map[string]any `json:"params"`
+}
+
+// Cache bounds and times the facts cache.
+type Cache struct {
+	TagTTL      Duration `json:"tagTTL"`      // tag → digest; default 30s
+	FactsTTL    Duration `json:"factsTTL"`    // digest → facts; default 1h
+	NegativeTTL Duration `json:"negativeTTL"` // not found, unauthorized, …; default 15s
+	MaxEntries  int      `json:"maxEntries"`  // per cache; default 10000
+}
+
+// Limits bound requests and what is read from registries.
+type Limits struct {
+	MaxBodyBytes  int64    `json:"maxBodyBytes"`  // request body; default 1 MiB
+	MaxKeys       int      `json:"maxKeys"`       // keys per external-data request; default 1000
+	ManifestBytes int64    `json:"manifestBytes"` // default 4 MiB
+	ConfigBytes   int64    `json:"configBytes"`   // default 4 MiB
+	Children      int      `json:"children"`      // platform manifests per index; default 64
+	FetchTimeout  Duration `json:"fetchTimeout"`  // a cold fetch's own deadline; default 30s
+	MaxInFlight   int      `json:"maxInFlight"`   // cold fetches at once; default 64
+}
+
+// Digest configures the imagegate-digest provider used by mutation.
+type Digest struct {
+	// KeepTag answers repo:tag@sha256:… instead of repo@sha256:….
+	KeepTag bool `json:"keepTag"`
+}
+
+// Log configures the JSON logs.
+type Log struct {
+	Level string `json:"level"` // debug, info (default), warn, error
+}
+
+// Duration is a time.Duration written as "2.5s" in YAML.
+type Duration time.Duration
+
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("want a duration such as \"2.5s\", got %s", string(b))
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("want a duration such as \"2.5s\": %w", err)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
+
+// D returns d as a time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+// Load reads, defaults and validates a config file.
+func Load(path string) (*Config, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	c, err := Parse(b)
+	if err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	return c, nil
+}
+
+// Parse decodes YAML strictly (unknown and duplicate fields are errors),
+// applies defaults and validates.
+func Parse(b []byte) (*Config, error) {
+	var c Config
+	if err := yaml.UnmarshalStrict(b, &c); err != nil {
+		return nil, cleanYAMLError(err)
+	}
+	c.SetDefaults()
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+// Default returns the configuration used when no file is given: nothing
+// allowed, every default set.
+func Default() *Config {
+	var c Config
+	c.SetDefaults()
+	return &c
+}
+
+// SetDefaults fills every zero field with its default.
+func (c *Config) SetDefaults() {
+	if c.Listen == "" {
+		c.Listen = ":8443"
+	}
+	if c.TLS.MinVersion == "" {
+		c.TLS.MinVersion = "1.3"
+	}
+	if c.Budget == 0 {
+		c.Budget = Duration(2500 * time.Millisecond)
+	}
+	if c.Policy.Query == "" {
+		c.Policy.Query = "data.imagegate.review.decision"
+	}
+	dur := func(d *Duration, v time.Duration) {
+		if *d == 0 {
+			*d = Duration(v)
+		}
+	}
+	dur(&c.Cache.TagTTL, 30*time.Second)
+	dur(&c.Cache.FactsTTL, time.Hour)
+	dur(&c.Cache.NegativeTTL, 15*time.Second)
+	if c.Cache.MaxEntries == 0 {
+		c.Cache.MaxEntries = 10000
+	}
+	if c.Limits.MaxBodyBytes == 0 {
+		c.Limits.MaxBodyBytes = 1 << 20
+	}
+	if c.Limits.MaxKeys == 0 {
+		c.Limits.MaxKeys = 1000
+	}
+	if c.Limits.ManifestBytes == 0 {
+		c.Limits.ManifestBytes = 4 << 20
+	}
+	if c.Limits.ConfigBytes == 0 {
+		c.Limits.ConfigBytes = 4 << 20
+	}
+	if c.Limits.Children == 0 {
+		c.Limits.Children = 64
+	}
+	dur(&c.Limits.FetchTimeout, 30*time.Second)
+	if c.Limits.MaxInFlight == 0 {
+		c.Limits.MaxInFlight = 64
+	}
+	if c.Log.Level == "" {
+		c.Log.Level = "info"
+	}
+}
+
+// Validate checks values; each error names the field. Registry host syntax is
+// checked by the guard when the service is built.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(field, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s", field, fmt.Sprintf(format, args...)))
+	}
+	if c.TLS.MinVersion != "1.3" && c.TLS.MinVersion != "1.2" {
+		bad("tls.minVersion", "want \"1.3\" or \"1.2\", got %q", c.TLS.MinVersion)
+	}
+	if (c.TLS.CertFile == "") != (c.TLS.KeyFile == "") {
+		bad("tls", "certFile and keyFile must be set together")
+	}
+	if c.Budget < 0 || c.Budget.D() > 30*time.Second {
+		bad("budget", "want a duration between 0 and 30s, got %s", c.Budget.D())
+	}
+	if c.Limits.FetchTimeout < c.Budget {
+		bad("limits.fetchTimeout", "must be at least budget (%s), got %s", c.Budget.D(), c.Limits.FetchTimeout.D())
+	}
+	for _, f := range []struct {
+		name string
+		d    Duration
+	}{{"cache.tagTTL", c.Cache.TagTTL}, {"cache.factsTTL", c.Cache.FactsTTL}, {"cache.negativeTTL", c.Cache.NegativeTTL}} {
+		if f.d < 0 {
+			bad(f.name, "must not be negative, got %s", f.d.D())
+		}
+	}
+	positive := []struct {
+		name string
+		v    int64
+	}{
+		{"cache.maxEntries", int64(c.Cache.MaxEntries)},
+		{"limits.maxBodyBytes", c.Limits.MaxBodyBytes},
+		{"limits.maxKeys", int64(c.Limits.MaxKeys)},
+		{"limits.manifestBytes", c.Limits.ManifestBytes},
+		{"limits.configBytes", c.Limits.ConfigBytes},
+		{"limits.children", int64(c.Limits.Children)},
+		{"limits.maxInFlight", int64(c.Limits.MaxInFlight)},
+	}
+	for _, p := range positive {
+		if p.v < 0 {
+			bad(p.name, "must be positive, got %d", p.v)
+		}
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		bad("log.level", "want debug, info, warn or error, got %q", c.Log.Level)
+	}
+	for i, cr := range c.Registries.Credentials {
+		if cr.Registry == "" || cr.UsernameFile == "" || cr.PasswordFile == "" {
+			bad(fmt.Sprintf("registries.credentials[%d]", i), "registry, usernameFile and passwordFile are required")
+		}
+	}
+	for name, path := range c.Trust.Keys {
+		if err := readable(path); err != nil {
+			bad("trust.keys."+name, "%v", err)
+		}
+	}
+	for name, path := range c.Trust.TrustedRoots {
+		if err := readable(path); err != nil {
+			bad("trust.trustedRoots."+name, "%v", err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// ValidateServe checks what only the server needs.
+func (c *Config) ValidateServe() error {
+	if c.TLS.CertFile == "" {
+		return errors.New("tls.certFile and tls.keyFile are required to serve (imagegate serves HTTPS only)")
+	}
+	return nil
+}
+
+func readable(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	return f.Close()
+}
+
+// cleanYAMLError turns sigs.k8s.io/yaml's messages into ones that name the
+// field: `error unmarshaling JSON: while decoding JSON: json: unknown field "x"`.
+func cleanYAMLError(err error) error {
+	msg := err.Error()
+	if i := strings.LastIndex(msg, "json: "); i >= 0 {
+		msg = msg[i+len("json: "):]
+	}
+	return errors.New(msg)
+}

@@ -1,0 +1,190 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+
+	"github.com/open-policy-agent/frameworks/constraint/pkg/externaldata"
+
+	"github.com/imagegate/imagegate/providers/facts"
+	"github.com/imagegate/imagegate/providers/registry"
+)
+
+const (
+	apiVersionV1beta1  = "externaldata.gatekeeper.sh/v1beta1"
+	apiVersionV1alpha1 = "externaldata.gatekeeper.sh/v1alpha1"
+	// maxSystemErrorKeys bounds how many failing keys systemError names.
+	maxSystemErrorKeys = 5
+)
+
+// errBadRequest is wrapped by every request validation failure.
+var errBadRequest = errors.New("bad_request")
+
+// decodeProviderRequest reads and validates a ProviderRequest. Nothing is
+// fetched or cached for a request that fails here.
+func (s *Server) decodeProviderRequest(r *http.Request) (*externaldata.ProviderRequest, error) {
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("%w: %s", errBadRequest, fmt.Sprintf(format, args...))
+	}
+	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(ct, "application/json") {
+		return nil, bad("Content-Type %q, want application/json", ct)
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, s.limits.MaxBodyBytes))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return nil, bad("request body larger than %d bytes", mbe.Limit)
+		}
+		return nil, bad("reading request body: %v", err)
+	}
+	return DecodeProviderRequest(body, s.limits.MaxKeys)
+}
+
+// DecodeProviderRequest parses and validates a ProviderRequest body.
+func DecodeProviderRequest(body []byte, maxKeys int) (*externaldata.ProviderRequest, error) {
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("%w: %s", errBadRequest, fmt.Sprintf(format, args...))
+	}
+	var req externaldata.ProviderRequest
+	dec := json.NewDecoder(strings.NewReader(string(body)))
+	if err := dec.Decode(&req); err != nil {
+		return nil, bad("body is not a ProviderRequest: %v", err)
+	}
+	if dec.More() {
+		return nil, bad("trailing data after the ProviderRequest")
+	}
+	if req.APIVersion != apiVersionV1beta1 && req.APIVersion != apiVersionV1alpha1 {
+		return nil, bad("apiVersion %q, want %q", req.APIVersion, apiVersionV1beta1)
+	}
+	if req.Kind != externaldata.ProviderRequestKind {
+		return nil, bad("kind %q, want %q", req.Kind, externaldata.ProviderRequestKind)
+	}
+	n := len(req.Request.Keys)
+	if n == 0 {
+		return nil, bad("request.keys is empty")
+	}
+	if n > maxKeys {
+		return nil, bad("%d keys, more than the limit of %d", n, maxKeys)
+	}
+	for i, k := range req.Request.Keys {
+		if len(k) > registry.MaxReferenceLength {
+			return nil, bad("request.keys[%d] is %d bytes, longer than %d", i, len(k), registry.MaxReferenceLength)
+		}
+	}
+	return &req, nil
+}
+
+// handleFacts answers imagegate-facts: one item per key with the facts as
+// value; definitive failures as per-key errors; transient ones omitted with a
+// systemError (Gatekeeper caches per-key errors, not omitted keys).
+func (s *Server) handleFacts(w http.ResponseWriter, r *http.Request) {
+	req, err := s.decodeProviderRequest(r)
+	if err != nil {
+		s.writeProviderError(w, http.StatusBadRequest, err)
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), s.budget)
+	defer cancel()
+	results := LookupAll(ctx, s.lookup, req.Request.Keys)
+
+	items := make([]externaldata.Item, 0, len(results))
+	var transient []string
+	for _, res := range results {
+		switch {
+		case res.Err == nil:
+			items = append(items, externaldata.Item{Key: res.Key, Value: res.Facts})
+			s.metrics.items.WithLabelValues("facts", "ok").Inc()
+		case facts.CodeOf(res.Err).Definitive():
+			items = append(items, externaldata.Item{Key: res.Key, Error: res.Err.Error()})
+			s.metrics.items.WithLabelValues("facts", string(facts.CodeOf(res.Err))).Inc()
+		default:
+			transient = append(transient, res.Err.Error())
+			s.metrics.items.WithLabelValues("facts", "omitted").Inc()
+		}
+	}
+	resp := providerResponse(items)
+	if len(transient) > 0 {
+		resp.Response.SystemError = systemError(transient, len(results))
+	}
+	writeJSON(w, http.StatusOK, resp)
+}
+
+// handleDigest answers imagegate-digest for Gatekeeper mutation: a string
+// value registry/repository@sha256:… per key. Mutation needs an empty
+// systemError, so every failure, transient ones included, is a per-key error
+// and the Assign's failurePolicy decides.
+func (s *Server) handleDigest(w http.ResponseWriter, r *http.Request) {
+	req, err := s.decodeProviderRequest(r)
+	if err != nil {
+		s.writeProviderError(w, http.StatusBadRequest, err)
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), s.budget)
+	defer cancel()
+	items := each(ctx, req.Request.Keys, func(ctx context.Context, key string) externaldata.Item {
+		p, err := s.lookup.Digest(ctx, key)
+		if err != nil {
+			return externaldata.Item{Key: key, Error: err.Error()}
+		}
+		return externaldata.Item{Key: key, Value: p.Reference(s.keepTag)}
+	})
+	for _, it := range items {
+		result := "ok"
+		if it.Error != "" {
+			result, _, _ = strings.Cut(it.Error, ":")
+		}
+		s.metrics.items.WithLabelValues("digest", result).Inc()
+	}
+	writeJSON(w, http.StatusOK, providerResponse(items))
+}
+
+func providerResponse(items []externaldata.Item) externaldata.ProviderResponse {
+	return externaldata.ProviderResponse{
+		APIVersion: apiVersionV1beta1,
+		Kind:       externaldata.ProviderResponseKind,
+		Response:   externaldata.Response{Idempotent: true, Items: items},
+	}
+}
+
+// systemError summarises transient failures: how many, and the first few.
+func systemError(msgs []string, total int) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "unavailable: %d of %d keys could not be looked up now (transient, not cached; retry): ", len(msgs), total)
+	seen := map[string]bool{}
+	n := 0
+	for _, m := range msgs {
+		if seen[m] || n == maxSystemErrorKeys {
+			continue
+		}
+		seen[m] = true
+		if n > 0 {
+			b.WriteString("; ")
+		}
+		b.WriteString(m)
+		n++
+	}
+	if len(seen) < len(msgs) || n == maxSystemErrorKeys {
+		b.WriteString("; …")
+	}
+	return b.String()
+}
+
+// writeProviderError answers a rejected request with a ProviderResponse whose
+// systemError says why, so Gatekeeper's logs and violations show the reason.
+func (s *Server) writeProviderError(w http.ResponseWriter, status int, err error) {
+	resp := providerResponse(nil)
+	resp.Response.SystemError = err.Error()
+	writeJSON(w, status, resp)
+}
+
+// writeJSON is the one place responses are encoded.
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}

@@ -1,0 +1,91 @@
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/imagegate/imagegate/server/certs"
+	"github.com/imagegate/imagegate/server/config"
+)
+
+// Run serves cfg until ctx is cancelled, then shuts down gracefully: it stops
+// accepting, lets requests in flight finish (bounded), and returns.
+// If ready is non-nil it receives the bound address once serving.
+func Run(ctx context.Context, cfg *config.Config, logger *slog.Logger, ready chan<- string) error {
+	if err := cfg.ValidateServe(); err != nil {
+		return err
+	}
+	m := NewMetrics()
+	lk, err := NewLookup(cfg, m, 1)
+	if err != nil {
+		return err
+	}
+	minVersion := uint16(tls.VersionTLS13)
+	if cfg.TLS.MinVersion == "1.2" {
+		minVersion = tls.VersionTLS12
+	}
+	rl, err := certs.NewReloader(certs.Options{
+		CertFile:     cfg.TLS.CertFile,
+		KeyFile:      cfg.TLS.KeyFile,
+		ClientCAFile: cfg.TLS.ClientCAFile,
+		MinVersion:   minVersion,
+		Logger:       logger,
+		OnReload:     m.ObserveCertReload,
+	})
+	if err != nil {
+		return err
+	}
+	h := New(Deps{
+		Lookup:  lk,
+		Metrics: m,
+		Logger:  logger,
+		Budget:  cfg.Budget.D(),
+		Limits:  Limits{MaxBodyBytes: cfg.Limits.MaxBodyBytes, MaxKeys: cfg.Limits.MaxKeys},
+		KeepTag: cfg.Digest.KeepTag,
+	})
+	srv := &http.Server{
+		Handler:           h,
+		TLSConfig:         rl.TLSConfig(),
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       10 * time.Second,
+		WriteTimeout:      cfg.Budget.D() + 10*time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+		// Requests in flight at shutdown finish with their own budget.
+		BaseContext: func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+	}
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	addr := ln.Addr().String()
+	logger.InfoContext(ctx, "serving", slog.String("addr", addr), slog.String("version", Version),
+		slog.Bool("mtls", cfg.TLS.ClientCAFile != ""), slog.Duration("budget", cfg.Budget.D()))
+	errc := make(chan error, 1)
+	go func() { errc <- srv.ServeTLS(ln, "", "") }()
+	if ready != nil {
+		ready <- addr
+	}
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	logger.Info("shutting down")
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.Budget.D()+5*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("serve: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,83 @@
+package server
+
+import (
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/go-chi/chi/v5/middleware"
+)
+
+// Limits bound what one request may ask for.
+type Limits struct {
+	MaxBodyBytes int64
+	MaxKeys      int
+}
+
+// Deps are what the HTTP handlers are built from.
+type Deps struct {
+	Lookup  Lookup
+	Metrics *Metrics
+	Logger  *slog.Logger
+	// Budget is how long a lookup request may take before unfinished keys are
+	// answered as transient.
+	Budget time.Duration
+	Limits Limits
+	// KeepTag makes the digest provider answer repo:tag@digest.
+	KeepTag bool
+	// Ready reports readiness for /readyz; nil means ready.
+	Ready func() error
+}
+
+// Server holds the handlers' dependencies.
+type Server struct {
+	lookup  Lookup
+	metrics *Metrics
+	logger  *slog.Logger
+	budget  time.Duration
+	limits  Limits
+	keepTag bool
+	ready   func() error
+}
+
+// New returns the HTTP handler for every endpoint.
+func New(d Deps) http.Handler {
+	if d.Logger == nil {
+		d.Logger = slog.New(slog.DiscardHandler)
+	}
+	if d.Metrics == nil {
+		d.Metrics = NewMetrics()
+	}
+	if d.Budget <= 0 {
+		d.Budget = 2500 * time.Millisecond
+	}
+	if d.Limits.MaxBodyBytes <= 0 {
+		d.Limits.MaxBodyBytes = 1 << 20
+	}
+	if d.Limits.MaxKeys <= 0 {
+		d.Limits.MaxKeys = 1000
+	}
+	s := &Server{lookup: d.Lookup, metrics: d.Metrics, logger: d.Logger, budget: d.Budget, limits: d.Limits, keepTag: d.KeepTag, ready: d.Ready}
+
+	r := chi.NewRouter()
+	r.Use(middleware.RequestID, logRequests(s.logger), recoverer(s.logger), middleware.RequestSize(d.Limits.MaxBodyBytes), deadline(d.Budget+time.Second))
+	r.Method(http.MethodGet, "/healthz", s.metrics.instrument("healthz", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})))
+	r.Method(http.MethodGet, "/readyz", s.metrics.instrument("readyz", http.HandlerFunc(s.handleReady)))
+	r.Method(http.MethodGet, "/metrics", s.metrics.Handler())
+	r.Method(http.MethodPost, "/v1/externaldata/facts", s.metrics.instrument("facts", http.HandlerFunc(s.handleFacts)))
+	r.Method(http.MethodPost, "/v1/externaldata/digest", s.metrics.instrument("digest", http.HandlerFunc(s.handleDigest)))
+	return r
+}
+
+func (s *Server) handleReady(w http.ResponseWriter, _ *http.Request) {
+	if s.ready != nil {
+		if err := s.ready(); err != nil {
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "not ready", "reason": err.Error()})
+			return
+		}
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}

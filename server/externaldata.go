@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -51,7 +52,7 @@ func DecodeProviderRequest(body []byte, maxKeys int) (*externaldata.ProviderRequ
 		return fmt.Errorf("%w: %s", errBadRequest, fmt.Sprintf(format, args...))
 	}
 	var req externaldata.ProviderRequest
-	dec := json.NewDecoder(strings.NewReader(string(body)))
+	dec := json.NewDecoder(bytes.NewReader(body))
 	if err := dec.Decode(&req); err != nil {
 		return nil, bad("body is not a ProviderRequest: %v", err)
 	}

@@ -24,7 +24,7 @@ func logRequests(logger *slog.Logger) func(http.Handler) http.Handler {
 				slog.String("path", r.URL.Path),
 				slog.Int("status", ww.Status()),
 				slog.Int("bytes", ww.BytesWritten()),
-				slog.Duration("duration", time.Since(start)),
+				slog.Float64("duration_seconds", time.Since(start).Seconds()),
 			)
 		})
 	}

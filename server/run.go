@@ -67,7 +67,7 @@ func Run(ctx context.Context, cfg *config.Config, logger *slog.Logger, ready cha
 	}
 	addr := ln.Addr().String()
 	logger.InfoContext(ctx, "serving", slog.String("addr", addr), slog.String("version", Version),
-		slog.Bool("mtls", cfg.TLS.ClientCAFile != ""), slog.Duration("budget", cfg.Budget.D()))
+		slog.Bool("mtls", cfg.TLS.ClientCAFile != ""), slog.String("budget", cfg.Budget.D().String()))
 	errc := make(chan error, 1)
 	go func() { errc <- srv.ServeTLS(ln, "", "") }()
 	if ready != nil {

@@ -112,7 +112,7 @@ func factsCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	out := make([]any, 0, fs.NArg())
 	for _, r := range server.LookupAll(ctx, lk, fs.Args()) {
 		if r.Err != nil {
-			out = append(out, map[string]string{"image": r.Key, "error": r.Err.Error()})
+			out = append(out, keyError{Image: r.Key, Error: r.Err.Error()})
 			continue
 		}
 		out = append(out, r.Facts)
@@ -120,6 +120,12 @@ func factsCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	enc := json.NewEncoder(stdout)
 	enc.SetIndent("", "  ")
 	return enc.Encode(out)
+}
+
+// keyError is the element printed for an image whose facts could not be had.
+type keyError struct {
+	Image string `json:"image"`
+	Error string `json:"error"`
 }
 
 func certsCmd(args []string, stdout, stderr io.Writer) error {

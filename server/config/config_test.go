@@ -1,0 +1,71 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestParseErrorsNameTheField(t *testing.T) {
+	for _, tc := range []struct {
+		desc, yaml, want string
+	}{
+		{desc: "unknown top-level field", yaml: "listn: :8443\n", want: `unknown field "listn"`},
+		{desc: "unknown nested field", yaml: "registries:\n  alow: [ghcr.io]\n", want: `unknown field "alow"`},
+		{desc: "bad duration", yaml: "budget: fast\n", want: "duration"},
+		{desc: "budget too long", yaml: "budget: 45s\n", want: "budget:"},
+		{desc: "fetch timeout below budget", yaml: "budget: 5s\nlimits:\n  fetchTimeout: 1s\n", want: "limits.fetchTimeout"},
+		{desc: "tls version", yaml: "tls:\n  minVersion: \"1.0\"\n", want: "tls.minVersion"},
+		{desc: "cert without key", yaml: "tls:\n  certFile: a.crt\n", want: "certFile and keyFile"},
+		{desc: "negative ttl", yaml: "cache:\n  tagTTL: -1s\n", want: "cache.tagTTL"},
+		{desc: "negative limit", yaml: "limits:\n  maxKeys: -3\n", want: "limits.maxKeys"},
+		{desc: "log level", yaml: "log:\n  level: loud\n", want: "log.level"},
+		{desc: "credential incomplete", yaml: "registries:\n  credentials:\n  - registry: ghcr.io\n", want: "registries.credentials[0]"},
+		{desc: "missing trust key file", yaml: "trust:\n  keys:\n    release: /nonexistent/release.pub\n", want: "trust.keys.release"},
+		{desc: "wrong type", yaml: "limits:\n  maxKeys: many\n", want: "maxKeys"},
+		{desc: "duplicate field", yaml: "listen: a\nlisten: b\n", want: "listen"},
+	} {
+		t.Run(tc.desc, func(t *testing.T) {
+			_, err := Parse([]byte(tc.yaml))
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("Parse(%q) error = %v, want it to mention %q", tc.yaml, err, tc.want)
+			}
+		})
+	}
+}
+
+func TestDefaults(t *testing.T) {
+	c, err := Parse([]byte("{}"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Listen != ":8443" || c.Budget.D() != 2500*time.Millisecond || c.TLS.MinVersion != "1.3" ||
+		c.Cache.TagTTL.D() != 30*time.Second || c.Limits.MaxKeys != 1000 || len(c.Registries.Allow) != 0 ||
+		c.Policy.Query != "data.imagegate.review.decision" {
+		t.Errorf("defaults = %+v", c)
+	}
+	if err := c.ValidateServe(); err == nil {
+		t.Error("ValidateServe() with no TLS = nil, want an error")
+	}
+}
+
+// TestExamplesParse keeps examples/config in step with the code.
+func TestExamplesParse(t *testing.T) {
+	files, err := filepath.Glob("../../examples/config/*.yaml")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no example configs found: %v", err)
+	}
+	for _, f := range files {
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			b, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := Parse(b); err != nil {
+				t.Errorf("Parse(%s) = %v", f, err)
+			}
+		})
+	}
+}

@@ -140,6 +140,12 @@ func (s *Service) Facts(ctx context.Context, key string) (*facts.Facts, error) {
 	default:
 		d, err := s.resolve(ctx, ref)
 		if err != nil {
+			if ctx.Err() != nil {
+				// The budget ran out while the tag was resolving. That fetch
+				// carries on; so must the describe it leads to, or the next
+				// request would find only the tag warm.
+				go s.warm(ctx, ref)
+			}
 			return nil, err
 		}
 		digest = d.Digest.String()
@@ -149,6 +155,19 @@ func (s *Service) Facts(ctx context.Context, key string) (*facts.Facts, error) {
 		return nil, err
 	}
 	return s.compose(ref, f, tagDigest), nil
+}
+
+// warm finishes, detached from the caller, a tag key's lookup that the caller
+// gave up on: it waits for the tag's fetch (or takes the cached tag) and
+// describes the digest, bounded by FetchTimeout for each step.
+func (s *Service) warm(ctx context.Context, ref registry.Ref) {
+	bg, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*s.o.FetchTimeout)
+	defer cancel()
+	d, err := s.resolve(bg, ref)
+	if err != nil {
+		return
+	}
+	_, _ = s.describe(bg, ref, d.Digest.String())
 }
 
 // Pinned is an image key resolved to a digest.
@@ -202,7 +221,8 @@ func (s *Service) resolve(ctx context.Context, ref registry.Ref) (v1.Descriptor,
 		return d, nil
 	}
 	s.o.Observer.ObserveCache("tag", false)
-	v, err := s.flight(ctx, key, ref.Key, func(fctx context.Context) (any, error) {
+	cached := func() (any, bool) { return s.tags.get(key) }
+	v, err := s.flight(ctx, key, ref.Key, cached, func(fctx context.Context) (any, error) {
 		d, err := s.o.Registry.Resolve(fctx, ref.Key, *ref.Tag)
 		if err != nil {
 			return nil, err
@@ -226,7 +246,8 @@ func (s *Service) describe(ctx context.Context, ref registry.Ref, digest string)
 		return f, nil
 	}
 	s.o.Observer.ObserveCache("facts", false)
-	v, err := s.flight(ctx, key, ref.Key, func(fctx context.Context) (any, error) {
+	cached := func() (any, bool) { return s.facts.get(key) }
+	v, err := s.flight(ctx, key, ref.Key, cached, func(fctx context.Context) (any, error) {
 		f, err := s.o.Registry.Describe(fctx, ref.Key, repo.Digest(digest))
 		if err != nil {
 			return nil, err
@@ -244,13 +265,21 @@ func (s *Service) describe(ctx context.Context, ref registry.Ref, digest string)
 // flight runs fn once per key across concurrent callers. fn runs with its own
 // deadline, detached from the caller's, so a fetch that outlives one request's
 // budget still lands in the cache for the next. Definitive failures are cached
-// for NegativeTTL; transient ones are not cached at all.
-func (s *Service) flight(ctx context.Context, key, image string, fn func(context.Context) (any, error)) (any, error) {
+// for NegativeTTL; transient ones are not cached at all. cached looks the key
+// up again once the flight starts: a fetch that finished between the caller's
+// cache miss and this flight has already stored its answer.
+func (s *Service) flight(ctx context.Context, key, image string, cached func() (any, bool), fn func(context.Context) (any, error)) (any, error) {
 	if err, ok := s.negative.get(key); ok {
 		s.o.Observer.ObserveCache("negative", true)
 		return nil, reimage(err, image)
 	}
 	ch := s.group.DoChan(key, func() (any, error) {
+		if v, ok := cached(); ok {
+			return v, nil
+		}
+		if err, ok := s.negative.get(key); ok {
+			return nil, err
+		}
 		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.o.FetchTimeout)
 		defer cancel()
 		select {

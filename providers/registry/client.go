@@ -29,8 +29,8 @@ type Guard interface {
 }
 
 // Observer is told about every HTTP request made to a registry. op is one of
-// manifest_head, manifest_get, blob_get, referrers, tags, token, other; result
-// is the status code ("200", "404", "429") or "error".
+// manifest_head, manifest_get, blob_get, referrers, tags, ping, token, other;
+// result is the status code ("200", "404", "429") or "error".
 type Observer interface {
 	ObserveRegistryRequest(op, result string, d time.Duration)
 }

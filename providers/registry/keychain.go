@@ -56,27 +56,45 @@ func NewKeychain(dockerConfig string, creds []Credential) (*Keychain, error) {
 	return k, nil
 }
 
-// Resolve implements authn.Keychain.
+// Resolve implements authn.Keychain. go-containerregistry resolves once per
+// repository and keeps the authenticator for the life of the client, so the
+// one returned reads the files again at every use: a rotated secret takes
+// effect on the next request.
 func (k *Keychain) Resolve(target authn.Resource) (authn.Authenticator, error) {
 	key := authKey(target.RegistryStr())
-	if c, ok := k.creds[key]; ok {
+	if _, ok := k.creds[key]; !ok && k.dockerConfig == "" {
+		return authn.Anonymous, nil
+	}
+	a := fileAuth{k: k, key: key}
+	// Fail now on unreadable files, as before.
+	if _, err := a.Authorization(); err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+// fileAuth is the credential for one registry, read when used.
+type fileAuth struct {
+	k   *Keychain
+	key string
+}
+
+// Authorization returns the registry's credential, or an empty one (no
+// Authorization header) when the docker config no longer lists it.
+func (a fileAuth) Authorization() (*authn.AuthConfig, error) {
+	if c, ok := a.k.creds[a.key]; ok {
 		cfg, err := c.read()
 		if err != nil {
 			return nil, err
 		}
-		return authn.FromConfig(cfg), nil
+		return &cfg, nil
 	}
-	if k.dockerConfig == "" {
-		return authn.Anonymous, nil
-	}
-	auths, err := readDockerConfig(k.dockerConfig)
+	auths, err := readDockerConfig(a.k.dockerConfig)
 	if err != nil {
 		return nil, err
 	}
-	if cfg, ok := auths[key]; ok {
-		return authn.FromConfig(cfg), nil
-	}
-	return authn.Anonymous, nil
+	cfg := auths[a.key]
+	return &cfg, nil
 }
 
 func (c Credential) read() (authn.AuthConfig, error) {

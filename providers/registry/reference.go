@@ -2,6 +2,7 @@ package registry
 
 import (
 	"fmt"
+	"regexp"
 	"strings"
 	"unicode"
 
@@ -77,19 +78,23 @@ func Parse(key string, insecure func(registry string) bool) (Ref, error) {
 	if strings.Contains(key, "://") {
 		return bad("image reference must not contain a URL scheme")
 	}
+	// Facts, the allowlist and the fetch must agree on the registry: fold its
+	// case and Docker Hub's aliases before go-containerregistry sees the key.
+	// ref.Key keeps the key as written.
+	norm := normalizeRegistry(key)
 	opts := []name.Option{name.WeakValidation}
 	if insecure != nil {
 		// The registry part is known only after parsing; parse once to find it.
-		if probe, err := name.ParseReference(key, name.WeakValidation); err == nil && insecure(canonicalRegistry(probe.Context().RegistryStr())) {
+		if probe, err := name.ParseReference(norm, name.WeakValidation); err == nil && insecure(canonicalRegistry(probe.Context().RegistryStr())) {
 			opts = append(opts, name.Insecure)
 		}
 	}
 
 	var ref Ref
 	ref.Key = key
-	base, dgst, hasDigest := strings.Cut(key, "@")
+	base, dgst, hasDigest := strings.Cut(norm, "@")
 	if hasDigest {
-		d, err := name.NewDigest(key, opts...)
+		d, err := name.NewDigest(norm, opts...)
 		if err != nil {
 			return bad("%v", stripBadName(err))
 		}
@@ -106,9 +111,12 @@ func Parse(key string, insecure func(registry string) bool) (Ref, error) {
 		}
 		ref.Facts.Registry = canonicalRegistry(d.RegistryStr())
 		ref.Facts.Repository = d.RepositoryStr()
+		if err := checkNames(ref.Facts); err != nil {
+			return bad("%v", err)
+		}
 		return ref, nil
 	}
-	t, err := name.NewTag(key, opts...)
+	t, err := name.NewTag(norm, opts...)
 	if err != nil {
 		return bad("%v", stripBadName(err))
 	}
@@ -116,7 +124,64 @@ func Parse(key string, insecure func(registry string) bool) (Ref, error) {
 	ref.Facts.Tag = t.TagStr()
 	ref.Facts.Registry = canonicalRegistry(t.RegistryStr())
 	ref.Facts.Repository = t.RepositoryStr()
+	if err := checkNames(ref.Facts); err != nil {
+		return bad("%v", err)
+	}
 	return ref, nil
+}
+
+// checkNames applies the distribution grammar where go-containerregistry's
+// weak validation is lax: it checks a repository's character set only (so
+// "a//b", "/a", "a/" and "a..b" pass) and a registry only for URL syntax (so
+// any bytes do).
+func checkNames(r facts.Reference) error {
+	host := r.Registry
+	if i := strings.LastIndex(host, ":"); i > strings.LastIndex(host, "]") {
+		host = host[:i]
+	}
+	if len(host) > 253 || !registryRE.MatchString(r.Registry) {
+		return fmt.Errorf("registry %q is not a valid host or host:port", r.Registry)
+	}
+	if !repositoryRE.MatchString(r.Repository) {
+		return fmt.Errorf("repository %q does not match the distribution grammar (lower-case path components separated by single slashes)", r.Repository)
+	}
+	return nil
+}
+
+// registryRE is host[:port] with a DNS name, an IPv4 address or a bracketed
+// IPv6 address, lower-cased by normalizeRegistry. Underscores are accepted in
+// DNS labels as the registry allowlist accepts them.
+var registryRE = regexp.MustCompile(`^(?:[a-z0-9_](?:[a-z0-9_-]*[a-z0-9_])?(?:\.[a-z0-9_](?:[a-z0-9_-]*[a-z0-9_])?)*|\[[0-9a-f:.]+\])(?::[0-9]{1,5})?$`)
+
+// repositoryRE is the distribution grammar's path: components of lower-case
+// alphanumerics joined by ".", "_", "__" or dashes, separated by single
+// slashes.
+var repositoryRE = regexp.MustCompile(`^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$`)
+
+// normalizeRegistry lower-cases the registry part of key (host names are
+// case-insensitive) and writes Docker Hub's aliases as the name
+// go-containerregistry adds "library/" for, so "registry-1.docker.io/nginx"
+// and "Docker.io/nginx" name docker.io/library/nginx like "nginx" does. The
+// registry part is the first path component when it holds a '.' or ':' or is
+// "localhost", as go-containerregistry decides.
+func normalizeRegistry(key string) string {
+	base, rest, hasDigest := strings.Cut(key, "@")
+	domain, path, ok := strings.Cut(base, "/")
+	if !ok || !(strings.ContainsAny(domain, ".:") || domain == "localhost") {
+		return key
+	}
+	d := strings.ToLower(domain)
+	if canonicalRegistry(d) == DockerHub {
+		d = name.DefaultRegistry
+	}
+	if d == domain {
+		return key
+	}
+	out := d + "/" + path
+	if hasDigest {
+		out += "@" + rest
+	}
+	return out
 }
 
 // hasExplicitTag reports whether the part before '@' ends in ":tag" (a colon

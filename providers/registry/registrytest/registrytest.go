@@ -244,6 +244,22 @@ func (r *Registry) PushImage(t testing.TB, repo, tag string, spec Image) v1.Hash
 // the index digest and the children's digests in order.
 func (r *Registry) PushIndex(t testing.TB, repo, tag string, specs ...Image) (v1.Hash, []v1.Hash) {
 	t.Helper()
+	idx, children := BuildIndex(t, specs...)
+	d, err := idx.Digest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref := r.ref(t, repo, tag, d)
+	if err := remote.WriteIndex(ref, idx, r.writeOpts()...); err != nil {
+		t.Fatalf("push index %s: %v", ref, err)
+	}
+	return d, children
+}
+
+// BuildIndex makes an OCI index with one image (see Build) per platform spec
+// and returns it with the children's digests in order.
+func BuildIndex(t testing.TB, specs ...Image) (v1.ImageIndex, []v1.Hash) {
+	t.Helper()
 	var idx v1.ImageIndex = empty.Index
 	idx = mutate.IndexMediaType(idx, types.OCIImageIndex)
 	var children []v1.Hash
@@ -266,15 +282,7 @@ func (r *Registry) PushIndex(t testing.TB, repo, tag string, specs ...Image) (v1
 			Descriptor: v1.Descriptor{Platform: &v1.Platform{OS: os, Architecture: arch, Variant: s.Variant}},
 		})
 	}
-	d, err := idx.Digest()
-	if err != nil {
-		t.Fatal(err)
-	}
-	ref := r.ref(t, repo, tag, d)
-	if err := remote.WriteIndex(ref, idx, r.writeOpts()...); err != nil {
-		t.Fatalf("push index %s: %v", ref, err)
-	}
-	return d, children
+	return idx, children
 }
 
 func (r *Registry) ref(t testing.TB, repo, tag string, d v1.Hash) name.Reference {

@@ -9,6 +9,7 @@ import (
 	"github.com/imagegate/imagegate/providers/guard"
 	"github.com/imagegate/imagegate/providers/lookup"
 	"github.com/imagegate/imagegate/providers/registry"
+	"github.com/imagegate/imagegate/providers/signature"
 	"github.com/imagegate/imagegate/server/config"
 )
 
@@ -61,7 +62,24 @@ func NewLookup(cfg *config.Config, m *Metrics, generation uint64) (*lookup.Servi
 		},
 		UserAgent: "imagegate/" + Version,
 	}
+	sv, err := signature.New(signature.Options{
+		Keys:         cfg.Trust.Keys,
+		TrustedRoots: cfg.Trust.TrustedRoots,
+		Thresholds: signature.Thresholds{
+			SignedCertificateTimestamps: *cfg.Trust.Thresholds.SignedCertificateTimestamps,
+			TransparencyLog:             *cfg.Trust.Thresholds.TransparencyLog,
+			ObserverTimestamps:          *cfg.Trust.Thresholds.ObserverTimestamps,
+		},
+		MaxReferrers:      cfg.Limits.MaxReferrers,
+		MaxBundleBytes:    cfg.Limits.BundleBytes,
+		MaxPredicateBytes: cfg.Limits.PredicateBytes,
+	}, observerOrNil(m))
+	if err != nil {
+		return nil, err
+	}
 	lo := lookup.Options{
+		Signatures:   sv,
+		UnsignedTTL:  cfg.Cache.UnsignedTTL.D(),
 		Insecure:     g.Insecure,
 		Generation:   generation,
 		TagTTL:       cfg.Cache.TagTTL.D(),
@@ -81,4 +99,12 @@ func NewLookup(cfg *config.Config, m *Metrics, generation uint64) (*lookup.Servi
 	}
 	lo.Registry = rc
 	return lookup.New(lo)
+}
+
+// observerOrNil avoids a typed-nil interface when there are no metrics.
+func observerOrNil(m *Metrics) signature.Observer {
+	if m == nil {
+		return nil
+	}
+	return m
 }

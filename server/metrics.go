@@ -22,6 +22,7 @@ type Metrics struct {
 	cache            *prometheus.CounterVec
 	inFlight         prometheus.Gauge
 	certReloads      *prometheus.CounterVec
+	verifications    *prometheus.CounterVec
 }
 
 // NewMetrics registers every metric on a new private registry.
@@ -61,6 +62,10 @@ func NewMetrics() *Metrics {
 			Namespace: "imagegate", Subsystem: "lookup", Name: "in_flight",
 			Help: "Cold registry lookups running now.",
 		}),
+		verifications: f.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "imagegate", Subsystem: "signature", Name: "verifications_total",
+			Help: "Signature and attestation entries checked, by storage format (bundle, legacy) and result (verified, failed).",
+		}, []string{"format", "result"}),
 		certReloads: f.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "imagegate", Subsystem: "tls", Name: "reloads_total",
 			Help: "Serving certificate reload attempts, by result.",
@@ -101,4 +106,9 @@ func (m *Metrics) ObserveCertReload(err error) {
 		return
 	}
 	m.certReloads.WithLabelValues("ok").Inc()
+}
+
+// ObserveVerification implements signature.Observer.
+func (m *Metrics) ObserveVerification(format, result string) {
+	m.verifications.WithLabelValues(format, result).Inc()
 }

@@ -48,6 +48,12 @@ type Platform struct {
 	MediaType    string  `json:"mediaType"`
 	Size         int64   `json:"size"`
 	Config       *Config `json:"config,omitempty"`
+	// Signatures, Attestations and VerificationErrors of this platform
+	// manifest itself (the index's own are on Facts): a rule chooses whether
+	// the index signature suffices or each platform must be signed.
+	Signatures         []Signature   `json:"signatures"`
+	Attestations       []Attestation `json:"attestations"`
+	VerificationErrors []string      `json:"verificationErrors"`
 }
 
 // Config holds the policy-relevant parts of an image config.
@@ -89,6 +95,20 @@ type Attestation struct {
 	Predicate     json.RawMessage `json:"predicate,omitempty"`
 }
 
+// Signed reports whether any verified signature or attestation is present, on
+// the image or any platform.
+func (f *Facts) Signed() bool {
+	if len(f.Signatures)+len(f.Attestations) > 0 {
+		return true
+	}
+	for _, p := range f.Platforms {
+		if len(p.Signatures)+len(p.Attestations) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
 // Normalize replaces nil lists with empty ones so the JSON shape is stable:
 // policy can rely on `signatures: []` rather than a missing field.
 func (f *Facts) Normalize() {
@@ -108,8 +128,18 @@ func (f *Facts) Normalize() {
 		f.Config.Labels = map[string]string{}
 	}
 	for i := range f.Platforms {
-		if c := f.Platforms[i].Config; c != nil && c.Labels == nil {
-			c.Labels = map[string]string{}
+		p := &f.Platforms[i]
+		if p.Config != nil && p.Config.Labels == nil {
+			p.Config.Labels = map[string]string{}
+		}
+		if p.Signatures == nil {
+			p.Signatures = []Signature{}
+		}
+		if p.Attestations == nil {
+			p.Attestations = []Attestation{}
+		}
+		if p.VerificationErrors == nil {
+			p.VerificationErrors = []string{}
 		}
 	}
 }

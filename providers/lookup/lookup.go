@@ -7,11 +7,14 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"golang.org/x/sync/errgroup"
 	"golang.org/x/sync/singleflight"
 
 	"github.com/imagegate/imagegate/providers/facts"
 	"github.com/imagegate/imagegate/providers/registry"
+	"github.com/imagegate/imagegate/providers/signature"
 )
 
 // Observer is told about cache outcomes and cold fetches.
@@ -32,8 +35,14 @@ type Options struct {
 	// part of every cache key.
 	Generation uint64
 
-	TagTTL       time.Duration // tag → digest; default 30s
-	FactsTTL     time.Duration // digest → facts; default 1h
+	TagTTL   time.Duration // tag → digest; default 30s
+	FactsTTL time.Duration // digest → facts; default 1h
+	// UnsignedTTL replaces FactsTTL for facts with no verified signature or
+	// attestation: signatures can be added after the first look. Default 1m.
+	UnsignedTTL time.Duration
+	// Signatures verifies signatures and attestations; nil or unconfigured
+	// skips discovery (facts then say why in verificationErrors).
+	Signatures   *signature.Verifier
 	NegativeTTL  time.Duration // definitive failures; default 15s
 	MaxEntries   int           // per cache; default 10000
 	FetchTimeout time.Duration // a cold fetch's own deadline; default 30s
@@ -65,6 +74,7 @@ func New(o Options) (*Service, error) {
 	}
 	def(&o.TagTTL, 30*time.Second)
 	def(&o.FactsTTL, time.Hour)
+	def(&o.UnsignedTTL, time.Minute)
 	def(&o.NegativeTTL, 15*time.Second)
 	def(&o.FetchTimeout, 30*time.Second)
 	if o.MaxEntries == 0 {
@@ -248,18 +258,77 @@ func (s *Service) describe(ctx context.Context, ref registry.Ref, digest string)
 	s.o.Observer.ObserveCache("facts", false)
 	cached := func() (any, bool) { return s.facts.get(key) }
 	v, err := s.flight(ctx, key, ref.Key, cached, func(fctx context.Context) (any, error) {
-		f, err := s.o.Registry.Describe(fctx, ref.Key, repo.Digest(digest))
+		f, err := s.fetchFacts(fctx, ref.Key, repo.Digest(digest))
 		if err != nil {
 			return nil, err
 		}
 		f.Normalize()
-		s.facts.add(key, f, s.o.FactsTTL)
+		ttl := s.o.FactsTTL
+		if !f.Signed() {
+			ttl = min(ttl, s.o.UnsignedTTL)
+		}
+		s.facts.add(key, f, ttl)
 		return f, nil
 	})
 	if err != nil {
 		return nil, err
 	}
 	return v.(*facts.Facts), nil
+}
+
+// notConfigured explains empty signature lists when no trust is configured.
+const notConfigured = "signatures not checked: no trust.keys or trust.trustedRoots are configured"
+
+// fetchFacts describes d and verifies its signatures at once; for an index,
+// each platform's signatures are verified as soon as the platforms are known.
+func (s *Service) fetchFacts(ctx context.Context, image string, d name.Digest) (*facts.Facts, error) {
+	sv := s.o.Signatures
+	if sv == nil || !sv.Configured() {
+		f, err := s.o.Registry.Describe(ctx, image, d)
+		if err != nil {
+			return nil, err
+		}
+		f.VerificationErrors = []string{notConfigured}
+		return f, nil
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	var (
+		f   *facts.Facts
+		top signature.Result
+	)
+	g.Go(func() error {
+		var err error
+		top, err = sv.Check(gctx, s.o.Registry, image, d)
+		return err
+	})
+	g.Go(func() error {
+		var err error
+		if f, err = s.o.Registry.Describe(gctx, image, d); err != nil {
+			return err
+		}
+		pg, pctx := errgroup.WithContext(gctx)
+		pg.SetLimit(8)
+		for i := range f.Platforms {
+			p := &f.Platforms[i]
+			if p.Config == nil {
+				continue // not an image manifest: nothing signed to look for
+			}
+			pg.Go(func() error {
+				r, err := sv.Check(pctx, s.o.Registry, image, d.Context().Digest(p.Digest))
+				if err != nil {
+					return err
+				}
+				p.Signatures, p.Attestations, p.VerificationErrors = r.Signatures, r.Attestations, r.Errors
+				return nil
+			})
+		}
+		return pg.Wait()
+	})
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	f.Signatures, f.Attestations, f.VerificationErrors = top.Signatures, top.Attestations, top.Errors
+	return f, nil
 }
 
 // flight runs fn once per key across concurrent callers. fn runs with its own

@@ -65,6 +65,7 @@ type Options struct {
 type Client struct {
 	guard  Guard
 	puller *remote.Puller
+	opts   []remote.Option // for calls the Puller has no method for (referrers)
 	limits Limits
 	jobs   int
 }
@@ -97,17 +98,18 @@ func New(o Options) (*Client, error) {
 		kc = authn.NewMultiKeychain() // resolves to anonymous
 	}
 	rt := &limitTransport{next: o.Guard.Transport(), limits: o.Limits, observer: o.Observer}
-	puller, err := remote.NewPuller(
+	opts := []remote.Option{
 		remote.WithTransport(rt),
 		remote.WithAuthFromKeychain(kc),
 		remote.WithUserAgent(o.UserAgent),
 		remote.WithJobs(o.Jobs),
 		remote.WithRetryBackoff(o.Retry),
-	)
+	}
+	puller, err := remote.NewPuller(opts...)
 	if err != nil {
 		return nil, fmt.Errorf("registry: %w", err)
 	}
-	return &Client{guard: o.Guard, puller: puller, limits: o.Limits, jobs: o.Jobs}, nil
+	return &Client{guard: o.Guard, puller: puller, opts: opts, limits: o.Limits, jobs: o.Jobs}, nil
 }
 
 // Check reports, without any I/O, whether ref's registry may be contacted.

@@ -76,8 +76,18 @@ type Credential struct {
 
 // Trust names the keys and Sigstore trusted roots signatures are verified with.
 type Trust struct {
-	Keys         map[string]string `json:"keys"`         // name → PEM public key file
-	TrustedRoots map[string]string `json:"trustedRoots"` // name → trusted_root.json file
+	Keys         map[string]string `json:"keys"`         // name → PEM public key file (ECDSA, RSA, Ed25519)
+	TrustedRoots map[string]string `json:"trustedRoots"` // name → Sigstore trusted_root.json file (offline keyless)
+	// Thresholds for keyless verification; each defaults to 1.
+	Thresholds Thresholds `json:"thresholds"`
+}
+
+// Thresholds are how many of each proof a keyless signature needs. 0 drops
+// a requirement (for private Sigstore deployments without CT, say).
+type Thresholds struct {
+	SignedCertificateTimestamps *int `json:"signedCertificateTimestamps"`
+	TransparencyLog             *int `json:"transparencyLog"`
+	ObserverTimestamps          *int `json:"observerTimestamps"`
 }
 
 // Policy configures the embedded policy engine.
@@ -93,18 +103,22 @@ type Cache struct {
 	TagTTL      Duration `json:"tagTTL"`      // tag → digest; default 30s
 	FactsTTL    Duration `json:"factsTTL"`    // digest → facts; default 1h
 	NegativeTTL Duration `json:"negativeTTL"` // not found, unauthorized, …; default 15s
+	UnsignedTTL Duration `json:"unsignedTTL"` // facts with no verified signature; default 1m
 	MaxEntries  int      `json:"maxEntries"`  // per cache; default 10000
 }
 
 // Limits bound requests and what is read from registries.
 type Limits struct {
-	MaxBodyBytes  int64    `json:"maxBodyBytes"`  // request body; default 1 MiB
-	MaxKeys       int      `json:"maxKeys"`       // keys per external-data request; default 1000
-	ManifestBytes int64    `json:"manifestBytes"` // default 4 MiB
-	ConfigBytes   int64    `json:"configBytes"`   // default 4 MiB
-	Children      int      `json:"children"`      // platform manifests per index; default 64
-	FetchTimeout  Duration `json:"fetchTimeout"`  // a cold fetch's own deadline; default 30s
-	MaxInFlight   int      `json:"maxInFlight"`   // cold fetches at once; default 64
+	MaxBodyBytes   int64    `json:"maxBodyBytes"`   // request body; default 1 MiB
+	MaxKeys        int      `json:"maxKeys"`        // keys per external-data request; default 1000
+	ManifestBytes  int64    `json:"manifestBytes"`  // default 4 MiB
+	ConfigBytes    int64    `json:"configBytes"`    // default 4 MiB
+	Children       int      `json:"children"`       // platform manifests per index; default 64
+	FetchTimeout   Duration `json:"fetchTimeout"`   // a cold fetch's own deadline; default 30s
+	MaxInFlight    int      `json:"maxInFlight"`    // cold fetches at once; default 64
+	MaxReferrers   int      `json:"maxReferrers"`   // referrers opened per digest; default 32
+	BundleBytes    int64    `json:"bundleBytes"`    // one bundle, payload or envelope; default 1 MiB
+	PredicateBytes int64    `json:"predicateBytes"` // attestation predicate carried into facts; default 64 KiB
 }
 
 // Digest configures the imagegate-digest provider used by mutation.
@@ -196,6 +210,7 @@ func (c *Config) SetDefaults() {
 	dur(&c.Cache.TagTTL, 30*time.Second)
 	dur(&c.Cache.FactsTTL, time.Hour)
 	dur(&c.Cache.NegativeTTL, 15*time.Second)
+	dur(&c.Cache.UnsignedTTL, time.Minute)
 	if c.Cache.MaxEntries == 0 {
 		c.Cache.MaxEntries = 10000
 	}
@@ -218,6 +233,24 @@ func (c *Config) SetDefaults() {
 	if c.Limits.MaxInFlight == 0 {
 		c.Limits.MaxInFlight = 64
 	}
+	if c.Limits.MaxReferrers == 0 {
+		c.Limits.MaxReferrers = 32
+	}
+	if c.Limits.BundleBytes == 0 {
+		c.Limits.BundleBytes = 1 << 20
+	}
+	if c.Limits.PredicateBytes == 0 {
+		c.Limits.PredicateBytes = 64 << 10
+	}
+	one := func(p **int) {
+		if *p == nil {
+			v := 1
+			*p = &v
+		}
+	}
+	one(&c.Trust.Thresholds.SignedCertificateTimestamps)
+	one(&c.Trust.Thresholds.TransparencyLog)
+	one(&c.Trust.Thresholds.ObserverTimestamps)
 	if c.Log.Level == "" {
 		c.Log.Level = "info"
 	}
@@ -245,7 +278,7 @@ func (c *Config) Validate() error {
 	for _, f := range []struct {
 		name string
 		d    Duration
-	}{{"cache.tagTTL", c.Cache.TagTTL}, {"cache.factsTTL", c.Cache.FactsTTL}, {"cache.negativeTTL", c.Cache.NegativeTTL}} {
+	}{{"cache.tagTTL", c.Cache.TagTTL}, {"cache.factsTTL", c.Cache.FactsTTL}, {"cache.negativeTTL", c.Cache.NegativeTTL}, {"cache.unsignedTTL", c.Cache.UnsignedTTL}} {
 		if f.d < 0 {
 			bad(f.name, "must not be negative, got %s", f.d.D())
 		}
@@ -261,6 +294,9 @@ func (c *Config) Validate() error {
 		{"limits.configBytes", c.Limits.ConfigBytes},
 		{"limits.children", int64(c.Limits.Children)},
 		{"limits.maxInFlight", int64(c.Limits.MaxInFlight)},
+		{"limits.maxReferrers", int64(c.Limits.MaxReferrers)},
+		{"limits.bundleBytes", c.Limits.BundleBytes},
+		{"limits.predicateBytes", c.Limits.PredicateBytes},
 	}
 	for _, p := range positive {
 		if p.v < 0 {
@@ -276,6 +312,18 @@ func (c *Config) Validate() error {
 		if cr.Registry == "" || cr.UsernameFile == "" || cr.PasswordFile == "" {
 			bad(fmt.Sprintf("registries.credentials[%d]", i), "registry, usernameFile and passwordFile are required")
 		}
+	}
+	th := c.Trust.Thresholds
+	for _, f := range []struct {
+		name string
+		v    *int
+	}{{"signedCertificateTimestamps", th.SignedCertificateTimestamps}, {"transparencyLog", th.TransparencyLog}, {"observerTimestamps", th.ObserverTimestamps}} {
+		if f.v != nil && *f.v < 0 {
+			bad("trust.thresholds."+f.name, "must not be negative, got %d", *f.v)
+		}
+	}
+	if th.ObserverTimestamps != nil && th.TransparencyLog != nil && *th.ObserverTimestamps == 0 && *th.TransparencyLog == 0 {
+		bad("trust.thresholds", "observerTimestamps and transparencyLog cannot both be 0: a keyless certificate needs a verified time")
 	}
 	for name, path := range c.Trust.Keys {
 		if err := readable(path); err != nil {

@@ -1,0 +1,19 @@
+// Package signature discovers and verifies the Sigstore signatures and
+// attestations of an image digest, in both storage layouts cosign writes:
+//
+//   - Sigstore bundles (v0.3) attached as OCI referrers — cosign v3's default
+//     and v2's --new-bundle-format — found with the referrers API or its
+//     sha256-<hex> fallback tag;
+//   - legacy cosign tags sha256-<hex>.sig (simple signing payloads, signature
+//     and keyless material in layer annotations) and sha256-<hex>.att (DSSE
+//     envelopes).
+//
+// Verification uses sigstore-go with one long-lived verifier per trust source
+// (each named public key, each trusted root). Only verified entries are
+// reported as signatures or attestations; every other entry becomes a
+// verification error with a reason a person can act on. Identity matching
+// (issuer, subject, key name, counts) is policy's job, not this package's.
+//
+// A listing that could not be read (throttled, 5xx, timeout) is a transient
+// error, never "no signatures".
+package signature

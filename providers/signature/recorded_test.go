@@ -136,7 +136,7 @@ func TestRecordedCosignOutput(t *testing.T) {
 			}, wantError: "attestation subject is " + recordedLegacyDigest + ", image is " + otherDigest},
 		{desc: "keyless bundle without trusted roots", keys: map[string]string{"release": release},
 			run: func(v *Verifier) Result {
-				return v.verifyBundle("b", recordedShared(t, "keyless-sign.bundle.json"), digestRef(t, "sha256:27e18dec63da9f79c177955b152ef765be8ea46df345d7917fed8c482b90db7c"))
+				return v.verifyBundle("b", recordedKeyless(t, "cosign-keyless-sign.bundle.json"), digestRef(t, "sha256:27e18dec63da9f79c177955b152ef765be8ea46df345d7917fed8c482b90db7c"))
 			}, wantError: "keyless signature, but no trust.trustedRoots are configured"},
 	}
 	for _, tc := range cases {
@@ -168,9 +168,9 @@ func TestRecordedCosignOutput(t *testing.T) {
 	}
 }
 
-func recordedShared(t *testing.T, name string) []byte {
+func recordedKeyless(t *testing.T, name string) []byte {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join("..", "..", "..", "shared", "testdata", "cosign", name))
+	b, err := os.ReadFile(filepath.Join("testdata", "keyless", name))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -189,4 +189,31 @@ func tamperEnvelope(t *testing.T, raw []byte) []byte {
 	env["payload"] = base64.StdEncoding.EncodeToString(p)
 	out, _ := json.Marshal(env)
 	return out
+}
+
+// TestRecordedKeylessBundle verifies a keyless bundle recorded from a real
+// cosign run against its own trusted root, offline.
+func TestRecordedKeylessBundle(t *testing.T) {
+	v, err := New(Options{TrustedRoots: map[string]string{"recorded": filepath.Join("testdata", "keyless", "cosign-keyless-trusted_root.json")}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join("testdata", "keyless", "cosign-keyless-sign.bundle.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := "sha256:27e18dec63da9f79c177955b152ef765be8ea46df345d7917fed8c482b90db7c"
+	r := v.verifyBundle("b", b, digestRef(t, d))
+	if len(r.Signatures) != 1 || len(r.Errors) != 0 {
+		t.Fatalf("signatures %+v errors %q, want one verified signature", r.Signatures, r.Errors)
+	}
+	s := r.Signatures[0].Signer
+	if s.Kind != "keyless" || s.Issuer != "https://token.actions.githubusercontent.com" ||
+		s.Subject != "https://github.com/acme/demo/.github/workflows/release.yml@refs/heads/main" ||
+		s.Extensions["sourceRepositoryURI"] != "https://github.com/acme/demo" {
+		t.Errorf("signer = %+v", s)
+	}
+	if r := v.verifyBundle("b", b, digestRef(t, otherDigest)); len(r.Signatures) != 0 || len(r.Errors) != 1 {
+		t.Errorf("replayed onto another digest: %+v, want one error", r)
+	}
 }

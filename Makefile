@@ -4,6 +4,8 @@
 export GOTOOLCHAIN := local
 
 DISTRIBUTION_VERSION ?= v3.1.2
+COSIGN_V3_VERSION ?= v3.1.3
+COSIGN_V2_VERSION ?= v2.6.5
 GOLANGCI_LINT_VERSION ?= v2.6.2
 
 TOOLS_DIR ?= $(HOME)/.cache/imagegate/tools
@@ -44,11 +46,22 @@ fmt-check:
 vet:
 	go vet ./...
 
-tools: $(TOOLS_BIN)/registry
+# tools: the distribution registry and both cosign majors (signature tests
+# sign with real cosign: providers/signature/signaturetest). File targets, so
+# make skips whatever is already built; delete a binary to rebuild it.
+tools: $(TOOLS_BIN)/registry $(TOOLS_DIR)/cosign-v3/cosign $(TOOLS_DIR)/cosign-v2/cosign
 
 $(TOOLS_BIN)/registry:
 	@mkdir -p $(TOOLS_BIN)
 	GOBIN=$(TOOLS_BIN) go install github.com/distribution/distribution/v3/cmd/registry@$(DISTRIBUTION_VERSION)
+
+$(TOOLS_DIR)/cosign-v3/cosign:
+	@mkdir -p $(TOOLS_DIR)/cosign-v3
+	GOBIN=$(TOOLS_DIR)/cosign-v3 go install github.com/sigstore/cosign/v3/cmd/cosign@$(COSIGN_V3_VERSION)
+
+$(TOOLS_DIR)/cosign-v2/cosign:
+	@mkdir -p $(TOOLS_DIR)/cosign-v2
+	GOBIN=$(TOOLS_DIR)/cosign-v2 go install github.com/sigstore/cosign/v2/cmd/cosign@$(COSIGN_V2_VERSION)
 
 $(TOOLS_BIN)/golangci-lint:
 	@mkdir -p $(TOOLS_BIN)

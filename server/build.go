@@ -1,15 +1,18 @@
 package server
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
+	"log/slog"
 	"os"
 
 	"github.com/imagegate/imagegate/providers/guard"
 	"github.com/imagegate/imagegate/providers/lookup"
 	"github.com/imagegate/imagegate/providers/registry"
 	"github.com/imagegate/imagegate/providers/signature"
+	"github.com/imagegate/imagegate/rego"
 	"github.com/imagegate/imagegate/server/config"
 )
 
@@ -65,6 +68,20 @@ func NewLookup(cfg *config.Config, m *Metrics, generation uint64) (*lookup.Servi
 	sv, err := signature.New(signature.Options{
 		Keys:         cfg.Trust.Keys,
 		TrustedRoots: cfg.Trust.TrustedRoots,
+		// Field for field the same types (a conversion checks they stay so).
+		TUF: func() (out []signature.TUFRoot) {
+			for _, r := range cfg.Trust.TUF {
+				out = append(out, signature.TUFRoot(r))
+			}
+			return out
+		}(),
+		KeyOptions: func() map[string]signature.KeyOptions {
+			out := make(map[string]signature.KeyOptions, len(cfg.Trust.KeyOptions))
+			for name, ko := range cfg.Trust.KeyOptions {
+				out[name] = signature.KeyOptions(ko)
+			}
+			return out
+		}(),
 		Thresholds: signature.Thresholds{
 			SignedCertificateTimestamps: *cfg.Trust.Thresholds.SignedCertificateTimestamps,
 			TransparencyLog:             *cfg.Trust.Thresholds.TransparencyLog,
@@ -105,6 +122,33 @@ func NewLookup(cfg *config.Config, m *Metrics, generation uint64) (*lookup.Servi
 func observerOrNil(m *Metrics) signature.Observer {
 	if m == nil {
 		return nil
+	}
+	return m
+}
+
+// NewPolicy starts the policy engine a config describes: the embedded bundle
+// or policy.dir, with data.imagegate.params and data.imagegate.registries.
+func NewPolicy(ctx context.Context, cfg *config.Config, logger *slog.Logger, m *Metrics) (*rego.Engine, error) {
+	o := rego.Options{
+		Dir:       cfg.Policy.Dir,
+		OPAConfig: cfg.Policy.OPAConfig,
+		Query:     cfg.Policy.Query,
+		V0:        cfg.Policy.RegoVersion == "v0",
+		Data: map[string]any{
+			"params":     orEmpty(cfg.Policy.Params),
+			"registries": cfg.Registries.Allow,
+		},
+		Logger: logger,
+	}
+	if m != nil {
+		o.OnReload = m.ObservePolicyReload
+	}
+	return rego.New(ctx, o)
+}
+
+func orEmpty(m map[string]any) map[string]any {
+	if m == nil {
+		return map[string]any{}
 	}
 	return m
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/open-policy-agent/frameworks/constraint/pkg/externaldata"
 
 	"github.com/imagegate/imagegate/providers/facts"
+	"github.com/imagegate/imagegate/providers/lookup"
 	"github.com/imagegate/imagegate/providers/registry"
 )
 
@@ -127,7 +128,7 @@ func (s *Server) handleDigest(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), s.budget)
 	defer cancel()
-	items := each(ctx, req.Request.Keys, func(ctx context.Context, key string) externaldata.Item {
+	items := lookup.Each(ctx, req.Request.Keys, func(ctx context.Context, key string) externaldata.Item {
 		p, err := s.lookup.Digest(ctx, key)
 		if err != nil {
 			return externaldata.Item{Key: key, Error: err.Error()}

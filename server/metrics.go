@@ -23,6 +23,8 @@ type Metrics struct {
 	inFlight         prometheus.Gauge
 	certReloads      *prometheus.CounterVec
 	verifications    *prometheus.CounterVec
+	decisions        *prometheus.CounterVec
+	policyReloads    *prometheus.CounterVec
 }
 
 // NewMetrics registers every metric on a new private registry.
@@ -66,6 +68,14 @@ func NewMetrics() *Metrics {
 			Namespace: "imagegate", Subsystem: "signature", Name: "verifications_total",
 			Help: "Signature and attestation entries checked, by storage format (bundle, legacy) and result (verified, failed).",
 		}, []string{"format", "result"}),
+		decisions: f.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "imagegate", Subsystem: "imagereview", Name: "decisions_total",
+			Help: "ImageReview answers, by result (allowed, denied).",
+		}, []string{"result"}),
+		policyReloads: f.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "imagegate", Subsystem: "policy", Name: "reloads_total",
+			Help: "Policy directory reload attempts, by result (ok, error).",
+		}, []string{"result"}),
 		certReloads: f.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "imagegate", Subsystem: "tls", Name: "reloads_total",
 			Help: "Serving certificate reload attempts, by result.",
@@ -111,4 +121,13 @@ func (m *Metrics) ObserveCertReload(err error) {
 // ObserveVerification implements signature.Observer.
 func (m *Metrics) ObserveVerification(format, result string) {
 	m.verifications.WithLabelValues(format, result).Inc()
+}
+
+// ObservePolicyReload counts a policy directory reload attempt.
+func (m *Metrics) ObservePolicyReload(err error) {
+	if err != nil {
+		m.policyReloads.WithLabelValues("error").Inc()
+		return
+	}
+	m.policyReloads.WithLabelValues("ok").Inc()
 }

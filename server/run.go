@@ -26,6 +26,11 @@ func Run(ctx context.Context, cfg *config.Config, logger *slog.Logger, ready cha
 	if err != nil {
 		return err
 	}
+	policy, err := NewPolicy(ctx, cfg, logger, m)
+	if err != nil {
+		return err
+	}
+	defer policy.Close(context.WithoutCancel(ctx))
 	minVersion := uint16(tls.VersionTLS13)
 	if cfg.TLS.MinVersion == "1.2" {
 		minVersion = tls.VersionTLS12
@@ -48,6 +53,13 @@ func Run(ctx context.Context, cfg *config.Config, logger *slog.Logger, ready cha
 		Budget:  cfg.Budget.D(),
 		Limits:  Limits{MaxBodyBytes: cfg.Limits.MaxBodyBytes, MaxKeys: cfg.Limits.MaxKeys},
 		KeepTag: cfg.Digest.KeepTag,
+		Policy:  policy,
+		Status: func() map[string]string {
+			if err := policy.Status(); err != nil {
+				return map[string]string{"policy": "reload failed, previous policy serving: " + err.Error()}
+			}
+			return nil
+		},
 	})
 	srv := &http.Server{
 		Handler:           h,

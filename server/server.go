@@ -26,8 +26,13 @@ type Deps struct {
 	Limits Limits
 	// KeepTag makes the digest provider answer repo:tag@digest.
 	KeepTag bool
+	// Policy answers ImageReviews; nil leaves /v1/imagereview unavailable.
+	Policy Policy
 	// Ready reports readiness for /readyz; nil means ready.
 	Ready func() error
+	// Status adds details to /readyz (a failed policy reload, say) without
+	// making the server unready: the last good policy still serves.
+	Status func() map[string]string
 }
 
 // Server holds the handlers' dependencies.
@@ -38,7 +43,9 @@ type Server struct {
 	budget  time.Duration
 	limits  Limits
 	keepTag bool
+	policy  Policy
 	ready   func() error
+	status  func() map[string]string
 }
 
 // New returns the HTTP handler for every endpoint.
@@ -58,7 +65,7 @@ func New(d Deps) http.Handler {
 	if d.Limits.MaxKeys <= 0 {
 		d.Limits.MaxKeys = 1000
 	}
-	s := &Server{lookup: d.Lookup, metrics: d.Metrics, logger: d.Logger, budget: d.Budget, limits: d.Limits, keepTag: d.KeepTag, ready: d.Ready}
+	s := &Server{lookup: d.Lookup, metrics: d.Metrics, logger: d.Logger, budget: d.Budget, limits: d.Limits, keepTag: d.KeepTag, policy: d.Policy, ready: d.Ready, status: d.Status}
 
 	r := chi.NewRouter()
 	r.Use(middleware.RequestID, logRequests(s.logger), recoverer(s.logger), middleware.RequestSize(d.Limits.MaxBodyBytes), deadline(d.Budget+time.Second))
@@ -69,15 +76,23 @@ func New(d Deps) http.Handler {
 	r.Method(http.MethodGet, "/metrics", s.metrics.Handler())
 	r.Method(http.MethodPost, "/v1/externaldata/facts", s.metrics.instrument("facts", http.HandlerFunc(s.handleFacts)))
 	r.Method(http.MethodPost, "/v1/externaldata/digest", s.metrics.instrument("digest", http.HandlerFunc(s.handleDigest)))
+	r.Method(http.MethodPost, "/v1/imagereview", s.metrics.instrument("imagereview", http.HandlerFunc(s.handleImageReview)))
 	return r
 }
 
 func (s *Server) handleReady(w http.ResponseWriter, _ *http.Request) {
+	body := map[string]string{"status": "ok"}
+	if s.status != nil {
+		for k, v := range s.status() {
+			body[k] = v
+		}
+	}
 	if s.ready != nil {
 		if err := s.ready(); err != nil {
-			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "not ready", "reason": err.Error()})
+			body["status"], body["reason"] = "not ready", err.Error()
+			writeJSON(w, http.StatusServiceUnavailable, body)
 			return
 		}
 	}
-	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	writeJSON(w, http.StatusOK, body)
 }

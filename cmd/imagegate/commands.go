@@ -4,14 +4,18 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"runtime/debug"
 	"strings"
+	"sync"
 	"time"
 
+	"github.com/imagegate/imagegate/providers/facts"
 	"github.com/imagegate/imagegate/server"
 	"github.com/imagegate/imagegate/server/certs"
 	"github.com/imagegate/imagegate/server/config"
@@ -155,4 +159,136 @@ func versionCmd(stdout io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "imagegate %s\n", v)
 	return nil
+}
+
+// evalCmd evaluates an ImageReview locally with the configured policy and
+// prints the decision, its reasons and the facts policy asked for. Exit 0
+// when allowed, 1 when denied, 2 for usage errors.
+func evalCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("eval", stderr)
+	cfgPath := fs.String("config", "", "config file (YAML); without one no registry is allowed")
+	file := fs.String("f", "", "ImageReview JSON file (- for stdin)")
+	namespace := fs.String("namespace", "default", "namespace, with --image")
+	timeout := fs.Duration("timeout", 30*time.Second, "how long to wait for the registries")
+	var images, annotations stringList
+	fs.Var(&images, "image", "container image (repeatable), instead of -f")
+	fs.Var(&annotations, "annotation", "ImageReview annotation key=value (repeatable), with --image")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if (*file == "") == (len(images) == 0) {
+		return usageError{fmt.Errorf("eval: give either -f FILE or --image IMAGE…")}
+	}
+	var body []byte
+	var err error
+	switch {
+	case *file == "-":
+		body, err = io.ReadAll(stdinReader)
+	case *file != "":
+		body, err = os.ReadFile(*file)
+	default:
+		body, err = reviewFor(images, *namespace, annotations)
+	}
+	if err != nil {
+		return usageError{fmt.Errorf("eval: %w", err)}
+	}
+	_, input, err := server.DecodeImageReview(body)
+	if err != nil {
+		return usageError{fmt.Errorf("eval: %w", err)}
+	}
+	cfg, err := loadConfig(*cfgPath)
+	if err != nil {
+		return err
+	}
+	lk, err := server.NewLookup(cfg, nil, 1)
+	if err != nil {
+		return usageError{err}
+	}
+	policy, err := server.NewPolicy(ctx, cfg, newLogger(stderr, "error"), nil)
+	if err != nil {
+		return usageError{err}
+	}
+	defer policy.Close(ctx)
+	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	defer cancel()
+	rec := &recordingFacts{next: lk, seen: map[string]any{}}
+	d, err := server.Evaluate(ctx, policy, input, rec)
+	if err != nil {
+		return fmt.Errorf("eval: %w", err)
+	}
+	out := struct {
+		Allowed          bool              `json:"allowed"`
+		Reason           string            `json:"reason"`
+		AuditAnnotations map[string]string `json:"auditAnnotations,omitempty"`
+		Query            string            `json:"query"`
+		Facts            map[string]any    `json:"facts"`
+	}{d.Allowed, d.Reason, d.AuditAnnotations, policy.Query(), rec.snapshot()}
+	enc := json.NewEncoder(stdout)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(out); err != nil {
+		return err
+	}
+	if !d.Allowed {
+		return errDenied
+	}
+	return nil
+}
+
+// errDenied makes `imagegate eval` exit 1 after printing a denial.
+var errDenied = errors.New("denied")
+
+var stdinReader io.Reader = os.Stdin
+
+func reviewFor(images []string, namespace string, annotations []string) ([]byte, error) {
+	type container struct {
+		Image string `json:"image"`
+	}
+	spec := struct {
+		Containers  []container       `json:"containers"`
+		Annotations map[string]string `json:"annotations,omitempty"`
+		Namespace   string            `json:"namespace"`
+	}{Namespace: namespace}
+	for _, i := range images {
+		spec.Containers = append(spec.Containers, container{Image: i})
+	}
+	for _, a := range annotations {
+		k, v, ok := strings.Cut(a, "=")
+		if !ok {
+			return nil, fmt.Errorf("--annotation %q: want key=value", a)
+		}
+		if spec.Annotations == nil {
+			spec.Annotations = map[string]string{}
+		}
+		spec.Annotations[k] = v
+	}
+	return json.Marshal(map[string]any{"apiVersion": "imagepolicy.k8s.io/v1alpha1", "kind": "ImageReview", "spec": spec})
+}
+
+// recordingFacts remembers the facts (or errors) policy asked for.
+type recordingFacts struct {
+	next server.Lookup
+	mu   sync.Mutex
+	seen map[string]any
+}
+
+func (r *recordingFacts) Facts(ctx context.Context, key string) (*facts.Facts, error) {
+	f, err := r.next.Facts(ctx, key)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err != nil {
+		r.seen[key] = keyError{Image: key, Error: err.Error()}
+	} else {
+		r.seen[key] = f
+	}
+	return f, err
+}
+
+func (r *recordingFacts) snapshot() map[string]any {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make(map[string]any, len(r.seen))
+	for k, v := range r.seen {
+		out[k] = v
+	}
+	return out
 }

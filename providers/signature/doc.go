@@ -9,10 +9,13 @@
 //     envelopes).
 //
 // Verification uses sigstore-go with one long-lived verifier per trust source
-// (each named public key, each trusted root). Only verified entries are
-// reported as signatures or attestations; every other entry becomes a
-// verification error with a reason a person can act on. Identity matching
-// (issuer, subject, key name, counts) is policy's job, not this package's.
+// (each named public key, each trusted root — from a file, or fetched once
+// from a TUF mirror when the Verifier is built). A key may be required to
+// come with a Rekor entry verified by a named root's logs. Only verified
+// entries are reported as signatures or attestations; every other entry
+// becomes a verification error with a reason a person can act on. Identity
+// matching (issuer, subject, key name, counts) is policy's job, not this
+// package's.
 //
 // A listing that could not be read (throttled, 5xx, timeout) is a transient
 // error, never "no signatures".

@@ -84,17 +84,22 @@ func newLegacyEnvelope(raw []byte, ann map[string]string) (*legacyEntity, *dsse.
 	return e, &env, nil
 }
 
-// keyless reads the certificate and Rekor bundle annotations, if any.
+// keyless reads the certificate and Rekor bundle annotations, if any. The
+// Rekor bundle is read for key-signed entries too: cosign writes it whenever
+// it uploaded to Rekor, and a key that requires a log entry needs it.
+//
+// The chain annotation (the Fulcio intermediate and root) is not used: as
+// sigstore-go does for bundles unless told otherwise, only the trusted
+// root's own intermediates may complete the chain, so that each CA's
+// validity period in the trusted root is enforced.
 func (e *legacyEntity) keyless(ann map[string]string) error {
-	certPEM := ann[annCertificate]
-	if certPEM == "" {
-		return nil
+	if certPEM := ann[annCertificate]; certPEM != "" {
+		certs, err := cryptoutils.UnmarshalCertificatesFromPEM([]byte(certPEM))
+		if err != nil || len(certs) == 0 {
+			return fmt.Errorf("certificate annotation is not a PEM certificate: %v", err)
+		}
+		e.cert = certs[0]
 	}
-	certs, err := cryptoutils.UnmarshalCertificatesFromPEM([]byte(certPEM))
-	if err != nil || len(certs) == 0 {
-		return fmt.Errorf("certificate annotation is not a PEM certificate: %v", err)
-	}
-	e.cert = certs[0]
 	if raw := ann[annBundle]; raw != "" {
 		entry, err := parseRekorBundle(raw)
 		if err != nil {

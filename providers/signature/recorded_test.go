@@ -137,7 +137,7 @@ func TestRecordedCosignOutput(t *testing.T) {
 		{desc: "keyless bundle without trusted roots", keys: map[string]string{"release": release},
 			run: func(v *Verifier) Result {
 				return v.verifyBundle("b", recordedKeyless(t, "cosign-keyless-sign.bundle.json"), digestRef(t, "sha256:27e18dec63da9f79c177955b152ef765be8ea46df345d7917fed8c482b90db7c"))
-			}, wantError: "keyless signature, but no trust.trustedRoots are configured"},
+			}, wantError: "keyless signature, but no trust.trustedRoots or trust.tuf are configured"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.desc, func(t *testing.T) {

@@ -37,7 +37,15 @@ type Options struct {
 	// example the public-good root shipped in npm @sigstore/tuf), so keyless
 	// verification works offline.
 	TrustedRoots map[string]string
-	Thresholds   Thresholds
+	// TUF lists trusted roots fetched once, in New, from TUF repositories
+	// (the target trusted_root.json, as Sigstore publishes it). Names share
+	// one namespace with TrustedRoots.
+	TUF []TUFRoot
+	// KeyOptions holds per-key requirements, by name in Keys.
+	KeyOptions map[string]KeyOptions
+	Thresholds Thresholds
+	// TUFTimeout bounds each HTTP request to a TUF mirror; default 30s.
+	TUFTimeout time.Duration
 
 	MaxReferrers      int   // referrers opened per digest; default 32
 	MaxEntries        int   // signatures/attestations checked per digest and layout; default 32
@@ -45,9 +53,44 @@ type Options struct {
 	MaxPredicateBytes int64 // predicate carried into facts; default 64 KiB
 }
 
+// KeyOptions are the requirements for signatures by one named key.
+type KeyOptions struct {
+	// RequireTlog demands a Rekor entry (inclusion promise or proof) for the
+	// key's signatures, verified with TrustedRoot's transparency logs; the
+	// entry's integrated time (or an RFC 3161 timestamp from that root's
+	// TSAs) becomes the signature's timestamp. Off, a key-signed signature
+	// needs no log entry and no timestamp (cosign --tlog-upload=false).
+	RequireTlog bool
+	// TrustedRoot names the root (in TrustedRoots or TUF) whose Rekor logs
+	// and timestamping authorities are trusted for this key. Required with
+	// RequireTlog.
+	TrustedRoot string
+}
+
+// TUFRoot is a trusted root fetched from a TUF repository. server/build.go
+// converts config.TUFRoot to it (as KeyOptions): keep the fields in step.
+type TUFRoot struct {
+	Name string
+	// Mirror is the repository's base URL (metadata at <mirror>/N.root.json,
+	// timestamp.json, …; targets under <mirror>/targets/).
+	Mirror string
+	// RootFile is the initial TUF root.json the repository is trusted with.
+	// Empty only for Sigstore's public-good and staging mirrors, whose
+	// roots ship inside sigstore-go.
+	RootFile string
+	// CachePath is a directory for TUF metadata and targets; empty keeps
+	// them in memory only (everything is fetched at each start).
+	CachePath string
+}
+
 type keyVerifier struct {
 	name string
 	v    *verify.Verifier
+	// tlog, for a key with RequireTlog, verifies with the root's Rekor logs
+	// and requires one entry; v alone (no log) tells "not this key" apart
+	// from "this key, but not logged".
+	tlog     *verify.Verifier
+	tlogRoot string
 }
 
 type rootVerifier struct {
@@ -55,9 +98,90 @@ type rootVerifier struct {
 	v    *verify.Verifier
 }
 
-// loadTrust builds one long-lived sigstore-go verifier per key and per root.
-func loadTrust(o Options) ([]keyVerifier, []rootVerifier, error) {
+// loadTrust builds one long-lived sigstore-go verifier per key and per root,
+// fetching TUF roots now. It returns the thresholds in effect.
+func loadTrust(o Options) ([]keyVerifier, []rootVerifier, Thresholds, error) {
 	var errs []error
+	t := o.Thresholds
+	if t == (Thresholds{}) {
+		t = DefaultThresholds
+	}
+	if t.SignedCertificateTimestamps < 0 || t.TransparencyLog < 0 || t.ObserverTimestamps < 0 {
+		errs = append(errs, errors.New("trust.thresholds: values must not be negative"))
+	}
+
+	// Trusted material by root name: files, then TUF repositories.
+	material := map[string]root.TrustedMaterial{}
+	where := map[string]string{} // root name → its config field
+	for _, name := range sortedKeys(o.TrustedRoots) {
+		path := o.TrustedRoots[name]
+		where[name] = "trust.trustedRoots." + name
+		tr, err := root.NewTrustedRootFromPath(path)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("trust.trustedRoots.%s %s: %w", name, path, err))
+			continue
+		}
+		material[name] = tr
+	}
+	timeout := o.TUFTimeout
+	if timeout <= 0 {
+		timeout = 30 * time.Second
+	}
+	for i, r := range o.TUF {
+		field := fmt.Sprintf("trust.tuf[%d]", i)
+		if r.Name == "" {
+			errs = append(errs, fmt.Errorf("%s.name: required", field))
+			continue
+		}
+		if other, dup := where[r.Name]; dup {
+			errs = append(errs, fmt.Errorf("%s.name: %q is already the name of %s", field, r.Name, other))
+			continue
+		}
+		where[r.Name] = field
+		tr, err := fetchTUFRoot(r, timeout)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s (name %q, mirror %s): %w", field, r.Name, r.Mirror, err))
+			continue
+		}
+		material[r.Name] = tr
+	}
+
+	var roots []rootVerifier
+	for _, name := range sortedKeys(material) {
+		var vo []verify.VerifierOption
+		if t.SignedCertificateTimestamps > 0 {
+			vo = append(vo, verify.WithSignedCertificateTimestamps(t.SignedCertificateTimestamps))
+		}
+		if t.TransparencyLog > 0 {
+			vo = append(vo, verify.WithTransparencyLog(t.TransparencyLog))
+		}
+		if t.ObserverTimestamps > 0 {
+			vo = append(vo, verify.WithObserverTimestamps(t.ObserverTimestamps))
+		}
+		v, err := verify.NewVerifier(material[name], vo...)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", where[name], err))
+			continue
+		}
+		roots = append(roots, rootVerifier{name: name, v: v})
+	}
+
+	for _, name := range sortedKeys(o.KeyOptions) {
+		ko := o.KeyOptions[name]
+		field := "trust.keyOptions." + name
+		if _, ok := o.Keys[name]; !ok {
+			errs = append(errs, fmt.Errorf("%s: no key %q in trust.keys", field, name))
+		}
+		switch _, known := where[ko.TrustedRoot]; {
+		case ko.RequireTlog && ko.TrustedRoot == "":
+			errs = append(errs, fmt.Errorf("%s.trustedRoot: required with requireTlog (the root whose Rekor logs are trusted)", field))
+		case !ko.RequireTlog && ko.TrustedRoot != "":
+			errs = append(errs, fmt.Errorf("%s.trustedRoot: only used with requireTlog: true", field))
+		case ko.TrustedRoot != "" && !known:
+			errs = append(errs, fmt.Errorf("%s.trustedRoot: no trusted root %q in trust.trustedRoots or trust.tuf", field, ko.TrustedRoot))
+		}
+	}
+
 	var keys []keyVerifier
 	for _, name := range sortedKeys(o.Keys) {
 		path := o.Keys[name]
@@ -71,49 +195,33 @@ func loadTrust(o Options) ([]keyVerifier, []rootVerifier, error) {
 			errs = append(errs, fmt.Errorf("trust.keys.%s %s: %w", name, path, err))
 			continue
 		}
-		material := root.NewTrustedPublicKeyMaterial(func(string) (root.TimeConstrainedVerifier, error) {
+		keyMaterial := root.NewTrustedPublicKeyMaterial(func(string) (root.TimeConstrainedVerifier, error) {
 			return root.NewExpiringKey(sv, time0, time0), nil
 		})
-		v, err := verify.NewVerifier(material, verify.WithNoObserverTimestamps())
+		v, err := verify.NewVerifier(keyMaterial, verify.WithNoObserverTimestamps())
 		if err != nil {
 			errs = append(errs, fmt.Errorf("trust.keys.%s: %w", name, err))
 			continue
 		}
-		keys = append(keys, keyVerifier{name: name, v: v})
+		kv := keyVerifier{name: name, v: v}
+		if ko := o.KeyOptions[name]; ko.RequireTlog {
+			rm, ok := material[ko.TrustedRoot]
+			if !ok {
+				continue // reported above (unknown or failed root)
+			}
+			// The key first: TrustedMaterialCollection asks its members in
+			// order for the public key, and the root has none.
+			kv.tlog, err = verify.NewVerifier(root.TrustedMaterialCollection{keyMaterial, rm},
+				verify.WithTransparencyLog(1), verify.WithObserverTimestamps(1))
+			if err != nil {
+				errs = append(errs, fmt.Errorf("trust.keyOptions.%s: %w", name, err))
+				continue
+			}
+			kv.tlogRoot = ko.TrustedRoot
+		}
+		keys = append(keys, kv)
 	}
-	t := o.Thresholds
-	if t == (Thresholds{}) {
-		t = DefaultThresholds
-	}
-	if t.SignedCertificateTimestamps < 0 || t.TransparencyLog < 0 || t.ObserverTimestamps < 0 {
-		errs = append(errs, errors.New("trust.thresholds: values must not be negative"))
-	}
-	var roots []rootVerifier
-	for _, name := range sortedKeys(o.TrustedRoots) {
-		path := o.TrustedRoots[name]
-		tr, err := root.NewTrustedRootFromPath(path)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("trust.trustedRoots.%s %s: %w", name, path, err))
-			continue
-		}
-		var vo []verify.VerifierOption
-		if t.SignedCertificateTimestamps > 0 {
-			vo = append(vo, verify.WithSignedCertificateTimestamps(t.SignedCertificateTimestamps))
-		}
-		if t.TransparencyLog > 0 {
-			vo = append(vo, verify.WithTransparencyLog(t.TransparencyLog))
-		}
-		if t.ObserverTimestamps > 0 {
-			vo = append(vo, verify.WithObserverTimestamps(t.ObserverTimestamps))
-		}
-		v, err := verify.NewVerifier(tr, vo...)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("trust.trustedRoots.%s: %w", name, err))
-			continue
-		}
-		roots = append(roots, rootVerifier{name: name, v: v})
-	}
-	return keys, roots, errors.Join(errs...)
+	return keys, roots, t, errors.Join(errs...)
 }
 
 func loadPublicKey(path string) (crypto.PublicKey, error) {

@@ -58,14 +58,16 @@ type Result struct {
 
 // Verifier discovers and verifies signatures. Build it once.
 type Verifier struct {
-	o        Options
-	keys     []keyVerifier
-	roots    []rootVerifier
-	observer Observer
+	o          Options
+	keys       []keyVerifier
+	roots      []rootVerifier
+	thresholds Thresholds // in effect
+	observer   Observer
 }
 
-// New loads every key and trusted root now; a bad file is an error naming the
-// trust entry.
+// New loads every key and trusted root now, fetching TUF roots from their
+// mirrors; a bad file or a failed TUF update is an error naming the trust
+// entry (and the mirror).
 func New(o Options, observer Observer) (*Verifier, error) {
 	if o.MaxReferrers <= 0 {
 		o.MaxReferrers = 32
@@ -79,11 +81,11 @@ func New(o Options, observer Observer) (*Verifier, error) {
 	if o.MaxPredicateBytes <= 0 {
 		o.MaxPredicateBytes = 64 << 10
 	}
-	keys, roots, err := loadTrust(o)
+	keys, roots, t, err := loadTrust(o)
 	if err != nil {
 		return nil, err
 	}
-	return &Verifier{o: o, keys: keys, roots: roots, observer: observer}, nil
+	return &Verifier{o: o, keys: keys, roots: roots, thresholds: t, observer: observer}, nil
 }
 
 // Configured reports whether any key or trusted root is configured. Without
@@ -374,9 +376,16 @@ func (v *Verifier) verifyEntity(e verify.SignedEntity, artifact func() verify.Ar
 	if err != nil {
 		return facts.Signer{}, "", fmt.Errorf("no verification material: %w", err)
 	}
+	entries, err := e.TlogEntries()
+	if err != nil {
+		return facts.Signer{}, "", fmt.Errorf("transparency-log entries: %w", err)
+	}
 	if vc.Certificate() != nil {
 		if len(v.roots) == 0 {
-			return facts.Signer{}, "", errors.New("keyless signature, but no trust.trustedRoots are configured")
+			return facts.Signer{}, "", errors.New("keyless signature, but no trust.trustedRoots or trust.tuf are configured")
+		}
+		if len(entries) == 0 && v.thresholds.TransparencyLog > 0 {
+			return facts.Signer{}, "", fmt.Errorf("%s has no transparency-log entry, but trust.thresholds.transparencyLog is %d", noTlog(e), v.thresholds.TransparencyLog)
 		}
 		var reasons []string
 		for _, r := range v.roots {
@@ -403,12 +412,34 @@ func (v *Verifier) verifyEntity(e verify.SignedEntity, artifact func() verify.Ar
 			}
 			continue
 		}
+		if k.tlog == nil {
+			return facts.Signer{Kind: "key", Key: k.name}, timestamp(res), nil
+		}
+		// This key made the signature; now it must also be logged.
+		if len(entries) == 0 {
+			other = append(other, fmt.Sprintf("key %q requires a transparency-log entry; %s has none", k.name, noTlog(e)))
+			continue
+		}
+		res, err = k.tlog.Verify(e, verify.NewPolicy(artifact(), verify.WithKey()))
+		if err != nil {
+			other = append(other, fmt.Sprintf("key %q requires a transparency-log entry verified by trusted root %q: %v", k.name, k.tlogRoot, err))
+			continue
+		}
 		return facts.Signer{Kind: "key", Key: k.name}, timestamp(res), nil
 	}
 	if len(other) > 0 {
 		return facts.Signer{}, "", errors.New(strings.Join(other, "; "))
 	}
 	return facts.Signer{}, "", fmt.Errorf("signed by a key not in config (tried %s)", strings.Join(names, ", "))
+}
+
+// noTlog names, in the terms of e's layout, what lacks a transparency-log
+// entry.
+func noTlog(e verify.SignedEntity) string {
+	if _, ok := e.(*legacyEntity); ok {
+		return "the signature (no " + annBundle + " annotation)"
+	}
+	return "the bundle"
 }
 
 // isSignatureMismatch reports a plain "this key did not make this signature".

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"strings"
 	"time"
@@ -78,8 +79,42 @@ type Credential struct {
 type Trust struct {
 	Keys         map[string]string `json:"keys"`         // name → PEM public key file (ECDSA, RSA, Ed25519)
 	TrustedRoots map[string]string `json:"trustedRoots"` // name → Sigstore trusted_root.json file (offline keyless)
+	// TUF lists trusted roots fetched once at startup from TUF repositories
+	// (the trusted_root.json target, as Sigstore publishes it); a failed
+	// fetch fails startup. Names share one namespace with TrustedRoots.
+	TUF []TUFRoot `json:"tuf"`
+	// KeyOptions are per-key requirements, by name in Keys.
+	KeyOptions map[string]KeyOptions `json:"keyOptions"`
 	// Thresholds for keyless verification; each defaults to 1.
 	Thresholds Thresholds `json:"thresholds"`
+}
+
+// TUFRoot is a trusted root fetched from a TUF repository.
+type TUFRoot struct {
+	// Name is how facts and trust.keyOptions refer to the root.
+	Name string `json:"name"`
+	// Mirror is the repository's http(s) base URL, e.g.
+	// https://tuf-repo-cdn.sigstore.dev (Sigstore public good).
+	Mirror string `json:"mirror"`
+	// RootFile is the initial TUF root.json the repository is trusted with.
+	// It may be empty only for Sigstore's public-good and staging mirrors,
+	// whose roots are built in.
+	RootFile string `json:"rootFile"`
+	// CachePath is a directory for TUF metadata and targets. Default ""
+	// keeps them in memory (read-only file systems); the mirror is
+	// contacted at every start either way.
+	CachePath string `json:"cachePath"`
+}
+
+// KeyOptions are the requirements for signatures by one key.
+type KeyOptions struct {
+	// RequireTlog demands a Rekor entry for the key's signatures, verified
+	// with TrustedRoot's Rekor logs. Default false: a key-signed signature
+	// needs no log entry (cosign --tlog-upload=false).
+	RequireTlog bool `json:"requireTlog"`
+	// TrustedRoot names the root (in trustedRoots or tuf) whose Rekor logs
+	// are trusted for this key; required with requireTlog.
+	TrustedRoot string `json:"trustedRoot"`
 }
 
 // Thresholds are how many of each proof a keyless signature needs. 0 drops
@@ -92,10 +127,19 @@ type Thresholds struct {
 
 // Policy configures the embedded policy engine.
 type Policy struct {
-	Dir       string         `json:"dir"`
-	OPAConfig string         `json:"opaConfig"`
-	Query     string         `json:"query"`
-	Params    map[string]any `json:"params"`
+	// Dir replaces the embedded entrypoint with a directory of Rego and data
+	// files, reloaded on change (a broken edit keeps the last good policy).
+	Dir string `json:"dir"`
+	// OPAConfig is an OPA configuration file: remote bundles, decision logs.
+	OPAConfig string `json:"opaConfig"`
+	// Query is the decision evaluated for ImageReviews.
+	Query string `json:"query"`
+	// RegoVersion of the modules in Dir: "v1" (default) or "v0" for
+	// policies written before OPA 1.0 (the OPA image_enforcer's).
+	RegoVersion string `json:"regoVersion"`
+	// Params are visible to policy as data.imagegate.params; the bundled
+	// policy reads rules, namespaces, exempt, audit and breakGlass.
+	Params map[string]any `json:"params"`
 }
 
 // Cache bounds and times the facts cache.
@@ -202,6 +246,9 @@ func (c *Config) SetDefaults() {
 	if c.Policy.Query == "" {
 		c.Policy.Query = "data.imagegate.review.decision"
 	}
+	if c.Policy.RegoVersion == "" {
+		c.Policy.RegoVersion = "v1"
+	}
 	dur := func(d *Duration, v time.Duration) {
 		if *d == 0 {
 			*d = Duration(v)
@@ -303,6 +350,19 @@ func (c *Config) Validate() error {
 			bad(p.name, "must be positive, got %d", p.v)
 		}
 	}
+	if c.Policy.RegoVersion != "v1" && c.Policy.RegoVersion != "v0" {
+		bad("policy.regoVersion", "want \"v1\" or \"v0\", got %q", c.Policy.RegoVersion)
+	}
+	if c.Policy.Dir != "" {
+		if fi, err := os.Stat(c.Policy.Dir); err != nil || !fi.IsDir() {
+			bad("policy.dir", "%q is not a readable directory", c.Policy.Dir)
+		}
+	}
+	if c.Policy.OPAConfig != "" {
+		if err := readable(c.Policy.OPAConfig); err != nil {
+			bad("policy.opaConfig", "%v", err)
+		}
+	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
 	default:
@@ -333,6 +393,43 @@ func (c *Config) Validate() error {
 	for name, path := range c.Trust.TrustedRoots {
 		if err := readable(path); err != nil {
 			bad("trust.trustedRoots."+name, "%v", err)
+		}
+	}
+	roots := map[string]string{} // root name → its field
+	for name := range c.Trust.TrustedRoots {
+		roots[name] = "trust.trustedRoots." + name
+	}
+	for i, r := range c.Trust.TUF {
+		field := fmt.Sprintf("trust.tuf[%d]", i)
+		switch other, dup := roots[r.Name]; {
+		case r.Name == "":
+			bad(field+".name", "required")
+		case dup:
+			bad(field+".name", "%q is already the name of %s", r.Name, other)
+		default:
+			roots[r.Name] = field
+		}
+		if u, err := url.Parse(r.Mirror); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			bad(field+".mirror", "want an http(s) URL such as https://tuf-repo-cdn.sigstore.dev, got %q", r.Mirror)
+		}
+		if r.RootFile != "" {
+			if err := readable(r.RootFile); err != nil {
+				bad(field+".rootFile", "%v", err)
+			}
+		}
+	}
+	for name, ko := range c.Trust.KeyOptions {
+		field := "trust.keyOptions." + name
+		if _, ok := c.Trust.Keys[name]; !ok {
+			bad(field, "no key %q in trust.keys", name)
+		}
+		switch _, known := roots[ko.TrustedRoot]; {
+		case ko.RequireTlog && ko.TrustedRoot == "":
+			bad(field+".trustedRoot", "required with requireTlog (the root whose Rekor logs are trusted)")
+		case !ko.RequireTlog && ko.TrustedRoot != "":
+			bad(field+".trustedRoot", "only used with requireTlog: true")
+		case ko.TrustedRoot != "" && !known:
+			bad(field+".trustedRoot", "no trusted root %q in trust.trustedRoots or trust.tuf", ko.TrustedRoot)
 		}
 	}
 	return errors.Join(errs...)

@@ -24,6 +24,9 @@ func TestParseErrorsNameTheField(t *testing.T) {
 		{desc: "log level", yaml: "log:\n  level: loud\n", want: "log.level"},
 		{desc: "credential incomplete", yaml: "registries:\n  credentials:\n  - registry: ghcr.io\n", want: "registries.credentials[0]"},
 		{desc: "missing trust key file", yaml: "trust:\n  keys:\n    release: /nonexistent/release.pub\n", want: "trust.keys.release"},
+		{desc: "tuf mirror not a URL", yaml: "trust:\n  tuf:\n  - name: corp\n    mirror: tuf.corp.example\n", want: "trust.tuf[0].mirror"},
+		{desc: "tuf name taken", yaml: "trust:\n  tuf:\n  - {name: corp, mirror: \"https://tuf.corp.example\"}\n  - {name: corp, mirror: \"https://tuf2.corp.example\"}\n", want: "trust.tuf[1].name"},
+		{desc: "key options for an unknown root", yaml: "trust:\n  keyOptions:\n    release: {requireTlog: true, trustedRoot: public-good}\n", want: `trust.keyOptions.release.trustedRoot: no trusted root "public-good"`},
 		{desc: "wrong type", yaml: "limits:\n  maxKeys: many\n", want: "maxKeys"},
 		{desc: "duplicate field", yaml: "listen: a\nlisten: b\n", want: "listen"},
 	} {
@@ -67,5 +70,34 @@ func TestExamplesParse(t *testing.T) {
 				t.Errorf("Parse(%s) = %v", f, err)
 			}
 		})
+	}
+}
+
+func TestTrustTUFAndKeyOptions(t *testing.T) {
+	dir := t.TempDir()
+	for _, f := range []string{"release.pub", "root.json"} {
+		if err := os.WriteFile(filepath.Join(dir, f), []byte("x"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c, err := Parse([]byte(`
+trust:
+  keys: {release: ` + filepath.Join(dir, "release.pub") + `}
+  tuf:
+  - name: public-good
+    mirror: https://tuf-repo-cdn.sigstore.dev
+  - name: corp
+    mirror: https://tuf.corp.example/
+    rootFile: ` + filepath.Join(dir, "root.json") + `
+    cachePath: /var/cache/imagegate/tuf
+  keyOptions:
+    release: {requireTlog: true, trustedRoot: corp}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Trust.TUF) != 2 || c.Trust.TUF[1] != (TUFRoot{Name: "corp", Mirror: "https://tuf.corp.example/", RootFile: filepath.Join(dir, "root.json"), CachePath: "/var/cache/imagegate/tuf"}) ||
+		c.Trust.KeyOptions["release"] != (KeyOptions{RequireTlog: true, TrustedRoot: "corp"}) {
+		t.Errorf("trust = %+v", c.Trust)
 	}
 }

@@ -1,0 +1,119 @@
+package rego
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+	oparego "github.com/open-policy-agent/opa/v1/rego"
+	"github.com/open-policy-agent/opa/v1/topdown"
+	"github.com/open-policy-agent/opa/v1/types"
+
+	"github.com/imagegate/imagegate/providers/facts"
+	"github.com/imagegate/imagegate/providers/lookup"
+)
+
+// Facts is what the engine needs to answer imagegate.facts.
+type Facts interface {
+	Facts(ctx context.Context, key string) (*facts.Facts, error)
+}
+
+// FactsBuiltin is the name of the builtin policies call for facts.
+const FactsBuiltin = "imagegate.facts"
+
+// disabled are builtins no imagegate policy may use: network access from
+// policy would bypass the registry allowlist and the SSRF guard, and
+// opa.runtime exposes the process environment.
+var disabled = []string{"http.send", "net.lookup_ip_addr", "opa.runtime"}
+
+type factsKey struct{}
+
+// withFacts puts the facts source for one evaluation on the context; the
+// builtin is registered once, globally, as OPA requires.
+func withFacts(ctx context.Context, f Facts) context.Context {
+	return context.WithValue(ctx, factsKey{}, f)
+}
+
+func init() {
+	oparego.RegisterBuiltin1(&oparego.Function{
+		Name:             FactsBuiltin,
+		Description:      "Facts for each image of the array, fetched in parallel: {image: {\"ok\": true, \"facts\": {...}} | {\"ok\": false, \"error\": \"<code>: ...\", \"transient\": bool}}",
+		Decl:             types.NewFunction(types.Args(types.NewArray(nil, types.S)), types.NewObject(nil, types.NewDynamicProperty(types.S, types.A))),
+		Nondeterministic: true,
+	}, factsImpl)
+	for _, name := range disabled {
+		topdown.RegisterBuiltinFunc(name, func(topdown.BuiltinContext, []*ast.Term, func(*ast.Term) error) error {
+			return fmt.Errorf("%s is disabled in imagegate policies", name)
+		})
+	}
+}
+
+func factsImpl(bctx oparego.BuiltinContext, arg *ast.Term) (*ast.Term, error) {
+	src, ok := bctx.Context.Value(factsKey{}).(Facts)
+	if !ok || src == nil {
+		return nil, errors.New("imagegate.facts: no facts source for this evaluation")
+	}
+	arr, ok := arg.Value.(*ast.Array)
+	if !ok {
+		return nil, errors.New("imagegate.facts: want an array of image strings")
+	}
+	keys := make([]string, 0, arr.Len())
+	var bad error
+	arr.Foreach(func(t *ast.Term) {
+		s, ok := t.Value.(ast.String)
+		if !ok {
+			bad = fmt.Errorf("imagegate.facts: %v is not a string", t)
+			return
+		}
+		keys = append(keys, string(s))
+	})
+	if bad != nil {
+		return nil, bad
+	}
+	type entry struct {
+		OK        bool         `json:"ok"`
+		Facts     *facts.Facts `json:"facts,omitempty"`
+		Error     string       `json:"error,omitempty"`
+		Transient bool         `json:"transient,omitempty"`
+	}
+	results := lookup.Each(bctx.Context, keys, func(ctx context.Context, key string) entry {
+		f, err := src.Facts(ctx, key)
+		if err != nil {
+			return entry{Error: err.Error(), Transient: !facts.CodeOf(err).Definitive()}
+		}
+		return entry{OK: true, Facts: f}
+	})
+	out := make(map[string]entry, len(keys))
+	for i, k := range keys {
+		out[k] = results[i]
+	}
+	b, err := json.Marshal(out)
+	if err != nil {
+		return nil, err
+	}
+	v, err := ast.ValueFromReader(bytes.NewReader(b))
+	if err != nil {
+		return nil, err
+	}
+	return ast.NewTerm(v), nil
+}
+
+// Capabilities are OPA's for this version without the disabled builtins.
+func Capabilities() *ast.Capabilities {
+	caps := ast.CapabilitiesForThisVersion()
+	drop := map[string]bool{}
+	for _, n := range disabled {
+		drop[n] = true
+	}
+	kept := caps.Builtins[:0:0]
+	for _, b := range caps.Builtins {
+		if !drop[b.Name] {
+			kept = append(kept, b)
+		}
+	}
+	caps.Builtins = kept
+	return caps
+}

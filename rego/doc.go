@@ -1,0 +1,14 @@
+// Package rego is imagegate's policy engine: the OPA SDK evaluating either the
+// policy bundle embedded in the binary (rego/lib and rego/imagegate) or a
+// directory of Rego and data that replaces the embedded entrypoint and is
+// reloaded when it changes. A broken edit never replaces a working policy: it
+// is reported (file:line) through Status and the reload hook while the last
+// good policy keeps serving.
+//
+// Every policy is compiled with capabilities that drop http.send,
+// net.lookup_ip_addr and opa.runtime; those builtins also fail at run time if
+// a remote bundle uses them. Facts reach policy only through the builtin
+// imagegate.facts(images), which fetches all images of a review at once and
+// only when a rule asks: a naming/pinning/registry-only policy makes no
+// registry call.
+package rego

@@ -1,0 +1,183 @@
+package rego_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/imagegate/imagegate/providers/facts"
+	"github.com/imagegate/imagegate/rego"
+)
+
+// noFacts fails the test if policy asks for facts.
+type noFacts struct{ t *testing.T }
+
+func (n noFacts) Facts(_ context.Context, key string) (*facts.Facts, error) {
+	n.t.Errorf("policy asked for facts of %q; this policy needs none", key)
+	return nil, errors.New("unexpected")
+}
+
+func review(t *testing.T, path string) map[string]any {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func newEngine(t *testing.T, o rego.Options) *rego.Engine {
+	t.Helper()
+	e, err := rego.New(t.Context(), o)
+	if err != nil {
+		t.Fatalf("rego.New() error = %v", err)
+	}
+	t.Cleanup(func() { e.Close(context.Background()) })
+	return e
+}
+
+// TestImageEnforcerUnmodified runs a v0 OPA image_enforcer-style policy with
+// its own query and data, as such users would configure it.
+func TestImageEnforcerUnmodified(t *testing.T) {
+	e := newEngine(t, rego.Options{Dir: "../examples/image-enforcer/policy", V0: true, Query: "data.io.k8s.image_policy.verify"})
+	for _, tc := range []struct {
+		file    string
+		allowed bool
+		reason  string
+	}{
+		{file: "allowed.json", allowed: true},
+		{file: "denied.json", allowed: false, reason: "image library/wordpress:4-apache is not from a trusted repository"},
+	} {
+		t.Run(tc.file, func(t *testing.T) {
+			res, err := e.Decide(t.Context(), review(t, filepath.Join("../examples/image-enforcer", tc.file)), noFacts{t})
+			if err != nil {
+				t.Fatal(err)
+			}
+			st := res.(map[string]any)["status"].(map[string]any)
+			if st["allowed"] != tc.allowed || !strings.Contains(st["reason"].(string), tc.reason) {
+				t.Errorf("status = %v, want allowed %v reason containing %q", st, tc.allowed, tc.reason)
+			}
+		})
+	}
+}
+
+const goodPolicy = `package custom
+
+decision := {"allowed": allowed, "reason": "v1"}
+
+default allowed := false
+
+allowed if input.spec.namespace == "ok"
+`
+
+// TestPolicyDirReload: an edit is picked up; a broken edit keeps the last
+// good policy serving and is reported with file:line; a policy that calls
+// http.send is refused.
+func TestPolicyDirReload(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, src string) {
+		t.Helper()
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(src), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("policy.rego", goodPolicy)
+	var mu sync.Mutex
+	var reloads []error
+	e := newEngine(t, rego.Options{Dir: dir, Query: "data.custom.decision", PollInterval: time.Hour, OnReload: func(err error) {
+		mu.Lock()
+		defer mu.Unlock()
+		reloads = append(reloads, err)
+	}})
+	in := map[string]any{"spec": map[string]any{"namespace": "ok"}}
+	decide := func() map[string]any {
+		t.Helper()
+		res, err := e.Decide(t.Context(), in, noFacts{t})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res.(map[string]any)
+	}
+	if got := decide()["reason"]; got != "v1" {
+		t.Fatalf("reason = %v, want v1", got)
+	}
+
+	write("policy.rego", strings.Replace(goodPolicy, `"v1"`, `"v2"`, 1))
+	bump(t, filepath.Join(dir, "policy.rego"))
+	e.Reload(t.Context())
+	if got := decide()["reason"]; got != "v2" || e.Status() != nil {
+		t.Fatalf("after an edit: reason = %v, status %v; want v2 and no error", got, e.Status())
+	}
+
+	write("policy.rego", goodPolicy+"\nbroken if {\n")
+	bump(t, filepath.Join(dir, "policy.rego"))
+	e.Reload(t.Context())
+	if got := decide()["reason"]; got != "v2" {
+		t.Errorf("after a broken edit: reason = %v, want the last good policy (v2)", got)
+	}
+	if err := e.Status(); err == nil || !strings.Contains(err.Error(), "policy.rego:") {
+		t.Errorf("Status() = %v, want an error naming policy.rego:<line>", err)
+	}
+
+	write("policy.rego", goodPolicy+"\nleak := http.send({\"method\": \"GET\", \"url\": \"http://169.254.169.254/\"})\n")
+	bump(t, filepath.Join(dir, "policy.rego"))
+	e.Reload(t.Context())
+	if err := e.Status(); err == nil || !strings.Contains(err.Error(), "http.send") {
+		t.Errorf("Status() = %v, want http.send refused", err)
+	}
+
+	write("policy.rego", goodPolicy)
+	bump(t, filepath.Join(dir, "policy.rego"))
+	e.Reload(t.Context())
+	if got := decide()["reason"]; got != "v1" || e.Status() != nil {
+		t.Errorf("after fixing: reason = %v, status %v; want v1 and no error", got, e.Status())
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(reloads) != 4 || reloads[0] != nil || reloads[1] == nil || reloads[2] == nil || reloads[3] != nil {
+		t.Errorf("OnReload calls = %v, want ok, error, error, ok", reloads)
+	}
+}
+
+func bump(t *testing.T, path string) {
+	t.Helper()
+	later := time.Now().Add(time.Duration(len(path)) * time.Millisecond)
+	if err := os.Chtimes(path, later, later); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestNewRejectsBadPolicy(t *testing.T) {
+	for _, tc := range []struct {
+		desc, src, want string
+	}{
+		{desc: "syntax", src: "package p\nallow if {", want: "policy.rego:2"},
+		{desc: "http.send", src: "package p\nx := http.send({})\n", want: "http.send"},
+		{desc: "net.lookup_ip_addr", src: "package p\nx := net.lookup_ip_addr(\"a\")\n", want: "net.lookup_ip_addr"},
+		{desc: "opa.runtime", src: "package p\nx := opa.runtime()\n", want: "opa.runtime"},
+	} {
+		t.Run(tc.desc, func(t *testing.T) {
+			dir := t.TempDir()
+			if err := os.WriteFile(filepath.Join(dir, "policy.rego"), []byte(tc.src), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			_, err := rego.New(t.Context(), rego.Options{Dir: dir, Query: "data.p.x"})
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("rego.New() error = %v, want it to mention %q", err, tc.want)
+			}
+		})
+	}
+	if _, err := rego.New(t.Context(), rego.Options{Query: "input.x"}); err == nil {
+		t.Error("rego.New() with a non-data query succeeded")
+	}
+}

@@ -1,0 +1,173 @@
+# METADATA
+# title: imagegate ImageReview decision
+# description: |
+#   The bundled entrypoint for kube-apiserver's ImagePolicyWebhook. input is the
+#   ImageReview exactly as the apiserver sent it. Rule parameters come from the
+#   service config (policy.params, mounted at data.imagegate.params):
+#
+#     rules:        default parameters per rule (pinning, registry, naming, age,
+#                   freshness, signature, attestation); a rule runs when it has
+#                   parameters, pinning and registry always do unless
+#                   {enabled: false}
+#     namespaces:   [{names: [glob…], rules: {…}}], the first match's rules
+#                   are merged over the defaults, rule by rule
+#     exempt:       [glob…] namespaces never checked (system namespaces)
+#     audit:        [glob…] namespaces where violations are recorded in
+#                   auditAnnotations but admitted
+#     breakGlass:   {annotation: <key>, namespaces: [glob…]} an annotation
+#                   (value "true") that admits despite violations, only in
+#                   these namespaces, always recorded
+#
+#   With no params: images must be pinned by digest (repo@digest or
+#   repo:tag@digest) and not use "latest",
+#   and come from a registry in registries.allow.
+# related_resources:
+#   - ref: https://kubernetes.io/docs/reference/access-authn-authz/admission-controllers/#imagepolicywebhook
+# custom:
+#   severity: high
+package imagegate.review
+
+import data.imagegate.lib
+
+# data.imagegate.params and .registries are read by name: reading
+# data.imagegate whole would include this package and recurse.
+default params := {}
+
+params := data.imagegate.params
+
+default registries := []
+
+registries := data.imagegate.registries
+
+namespace := object.get(input.spec, "namespace", "")
+
+images := [c.image | some c in input.spec.containers]
+
+annotations := object.get(input.spec, "annotations", {})
+
+# Namespace mode: exempt, audit or enforce.
+default mode := "enforce"
+
+mode := "exempt" if {
+	some pattern in object.get(params, "exempt", [])
+	glob.match(pattern, [], namespace)
+}
+
+mode := "audit" if {
+	not exempt_match
+	some pattern in object.get(params, "audit", [])
+	glob.match(pattern, [], namespace)
+}
+
+exempt_match if {
+	some pattern in object.get(params, "exempt", [])
+	glob.match(pattern, [], namespace)
+}
+
+# Rule parameters: defaults, then the first matching namespace entry.
+default_rules := {
+	"pinning": {"allowUntagged": true},
+	"registry": {"allowedRegistries": registries},
+}
+
+namespace_rules := entry.rules if {
+	some entry in object.get(params, "namespaces", [])
+	some pattern in entry.names
+	glob.match(pattern, [], namespace)
+} else := {}
+
+rules := {name: merged |
+	base := object.union(default_rules, object.get(params, "rules", {}))
+	some name in object.keys(object.union(base, namespace_rules))
+	merged := object.union(object.get(base, name, {}), object.get(namespace_rules, name, {}))
+	object.get(merged, "enabled", true) != false
+}
+
+fact_rules := {"age", "freshness", "signature", "attestation"}
+
+needs_facts if {
+	some name, _ in rules
+	name in fact_rules
+}
+
+# Facts are fetched once, for every image at once, and only when a rule needs them.
+facts := imagegate.facts(images) if needs_facts
+
+else := {}
+
+violations contains msg if {
+	some image in images
+	some name, p in rules
+	not name in fact_rules
+	some msg in rule_violations(name, image, null, p)
+}
+
+violations contains msg if {
+	needs_facts
+	some image in images
+	facts[image].ok
+	some name, p in rules
+	name in fact_rules
+	some msg in rule_violations(name, image, facts[image].facts, p)
+}
+
+violations contains msg if {
+	needs_facts
+	some image in images
+	not facts[image].ok
+	msg := sprintf("facts: could not check image %q: %s", [image, facts[image].error])
+}
+
+rule_violations("pinning", image, f, p) := lib.pinning.violations(image, f, p)
+
+rule_violations("registry", image, f, p) := lib.registry.violations(image, f, p)
+
+rule_violations("naming", image, f, p) := lib.naming.violations(image, f, p)
+
+rule_violations("age", image, f, p) := lib.age.violations(image, f, p)
+
+rule_violations("freshness", image, f, p) := lib.freshness.violations(image, f, p)
+
+rule_violations("signature", image, f, p) := lib.signature.violations(image, f, p)
+
+rule_violations("attestation", image, f, p) := lib.attestation.violations(image, f, p)
+
+# Break-glass: only where config permits it, always recorded.
+break_glass_annotation := object.get(object.get(params, "breakGlass", {}), "annotation", "alpha.image-policy.k8s.io/break-glass")
+
+break_glass_requested if annotations[break_glass_annotation] == "true"
+
+break_glass_permitted if {
+	some pattern in object.get(object.get(params, "breakGlass", {}), "namespaces", [])
+	glob.match(pattern, [], namespace)
+}
+
+break_glass if {
+	break_glass_requested
+	break_glass_permitted
+}
+
+sorted_violations := sort([v | some v in violations])
+
+summary := concat("; ", sorted_violations)
+
+# METADATA
+# entrypoint: true
+# description: '{allowed, reason, auditAnnotations} for the ImageReview in input.'
+decision := {"allowed": true, "reason": sprintf("namespace %q is exempt from image policy", [namespace]), "auditAnnotations": {"mode": "exempt"}} if {
+	mode == "exempt"
+} else := {"allowed": true, "reason": "all images pass image policy", "auditAnnotations": {}} if {
+	count(violations) == 0
+	not break_glass_requested
+} else := {"allowed": true, "reason": "all images pass image policy", "auditAnnotations": {"break-glass": "requested but not needed"}} if {
+	count(violations) == 0
+} else := {"allowed": true, "reason": sprintf("audit mode, would deny: %s", [summary]), "auditAnnotations": {"mode": "audit", "violations": summary}} if {
+	mode == "audit"
+} else := {"allowed": true, "reason": sprintf("break-glass: admitted despite: %s", [summary]), "auditAnnotations": {"break-glass": "true", "violations": summary}} if {
+	break_glass
+} else := {"allowed": false, "reason": sprintf("imagegate denied: %s%s", [summary, break_glass_note]), "auditAnnotations": {"violations": summary}}
+
+break_glass_note := sprintf(" (break-glass annotation %q is not permitted in namespace %q)", [break_glass_annotation, namespace]) if {
+	break_glass_requested
+	not break_glass_permitted
+} else := ""

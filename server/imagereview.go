@@ -1,0 +1,158 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"sort"
+	"strings"
+
+	"github.com/go-chi/chi/v5/middleware"
+	imagepolicy "k8s.io/api/imagepolicy/v1alpha1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/imagegate/imagegate/providers/registry"
+	"github.com/imagegate/imagegate/rego"
+)
+
+// Policy evaluates ImageReview decisions. *rego.Engine implements it.
+type Policy interface {
+	Decide(ctx context.Context, input any, f rego.Facts) (any, error)
+}
+
+const imageReviewAPIVersion = "imagepolicy.k8s.io/v1alpha1"
+
+// Decision is a policy's answer for one ImageReview.
+type Decision struct {
+	Allowed          bool              `json:"allowed"`
+	Reason           string            `json:"reason"`
+	AuditAnnotations map[string]string `json:"auditAnnotations"`
+}
+
+// DecodeImageReview parses and validates an ImageReview body. It returns the
+// typed review and the generic document policy sees (exactly what was sent).
+func DecodeImageReview(body []byte) (*imagepolicy.ImageReview, map[string]any, error) {
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("%w: %s", errBadRequest, fmt.Sprintf(format, args...))
+	}
+	var review imagepolicy.ImageReview
+	if err := json.Unmarshal(body, &review); err != nil {
+		return nil, nil, bad("body is not an ImageReview: %v", err)
+	}
+	if review.APIVersion != imageReviewAPIVersion || review.Kind != "ImageReview" {
+		return nil, nil, bad("apiVersion %q kind %q, want %q ImageReview", review.APIVersion, review.Kind, imageReviewAPIVersion)
+	}
+	if len(review.Spec.Containers) == 0 {
+		return nil, nil, bad("spec.containers is empty")
+	}
+	for i, c := range review.Spec.Containers {
+		if c.Image == "" {
+			return nil, nil, bad("spec.containers[%d].image is empty", i)
+		}
+		if len(c.Image) > registry.MaxReferenceLength {
+			return nil, nil, bad("spec.containers[%d].image is %d bytes, longer than %d", i, len(c.Image), registry.MaxReferenceLength)
+		}
+	}
+	var input map[string]any
+	if err := json.Unmarshal(body, &input); err != nil {
+		return nil, nil, bad("body is not a JSON object: %v", err)
+	}
+	return &review, input, nil
+}
+
+// handleImageReview answers kube-apiserver's ImagePolicyWebhook. A policy
+// denial is a 200 with allowed=false and a reason naming image and rule; a
+// policy that cannot be evaluated denies (fail closed) with the reason. Only
+// a server failure is a 5xx, so the apiserver's defaultAllow decides only then.
+func (s *Server) handleImageReview(w http.ResponseWriter, r *http.Request) {
+	if s.policy == nil {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "no policy engine configured"})
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, s.limits.MaxBodyBytes))
+	if err != nil {
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": fmt.Sprintf("%v: reading request body: %v", errBadRequest, err)})
+		return
+	}
+	review, input, err := DecodeImageReview(body)
+	if err != nil {
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), s.budget)
+	defer cancel()
+	d, err := Evaluate(ctx, s.policy, input, s.lookup)
+	if err != nil {
+		d = Decision{Allowed: false, Reason: "imagegate could not evaluate image policy: " + err.Error()}
+		s.logger.LogAttrs(r.Context(), slog.LevelError, "policy evaluation failed",
+			slog.String("request_id", middleware.GetReqID(r.Context())), slog.String("error", err.Error()))
+	}
+	result := "allowed"
+	if !d.Allowed {
+		result = "denied"
+	}
+	s.metrics.decisions.WithLabelValues(result).Inc()
+	s.logger.LogAttrs(r.Context(), slog.LevelInfo, "image review",
+		slog.String("request_id", middleware.GetReqID(r.Context())),
+		slog.String("namespace", review.Spec.Namespace),
+		slog.Int("containers", len(review.Spec.Containers)),
+		slog.Bool("allowed", d.Allowed))
+	writeJSON(w, http.StatusOK, imagepolicy.ImageReview{
+		TypeMeta: metav1.TypeMeta{APIVersion: imageReviewAPIVersion, Kind: "ImageReview"},
+		Status:   imagepolicy.ImageReviewStatus{Allowed: d.Allowed, Reason: d.Reason, AuditAnnotations: d.AuditAnnotations},
+	})
+}
+
+// Evaluate runs the policy on an ImageReview document and reads its answer:
+// {allowed, reason, auditAnnotations}, a whole ImageReview (OPA
+// image_enforcer style: its status is used), or a bare boolean.
+func Evaluate(ctx context.Context, p Policy, input any, f rego.Facts) (Decision, error) {
+	res, err := p.Decide(ctx, input, f)
+	if err != nil {
+		return Decision{}, err
+	}
+	return decisionFrom(res)
+}
+
+func decisionFrom(v any) (Decision, error) {
+	switch t := v.(type) {
+	case bool:
+		return Decision{Allowed: t}, nil
+	case map[string]any:
+		if st, ok := t["status"].(map[string]any); ok {
+			return decisionFrom(st)
+		}
+		allowed, ok := t["allowed"].(bool)
+		if !ok {
+			return Decision{}, errors.New("policy result has no boolean \"allowed\" (want {allowed, reason, auditAnnotations} or an ImageReview)")
+		}
+		d := Decision{Allowed: allowed}
+		d.Reason, _ = t["reason"].(string)
+		if ann, ok := t["auditAnnotations"].(map[string]any); ok && len(ann) > 0 {
+			d.AuditAnnotations = make(map[string]string, len(ann))
+			keys := make([]string, 0, len(ann))
+			for k := range ann {
+				keys = append(keys, k)
+			}
+			sort.Strings(keys)
+			for _, k := range keys {
+				switch v := ann[k].(type) {
+				case string:
+					d.AuditAnnotations[k] = v
+				default:
+					b, _ := json.Marshal(v)
+					d.AuditAnnotations[k] = string(b)
+				}
+			}
+		}
+		if !d.Allowed && strings.TrimSpace(d.Reason) == "" {
+			d.Reason = "denied by image policy"
+		}
+		return d, nil
+	}
+	return Decision{}, fmt.Errorf("policy result is %T, want {allowed, reason, auditAnnotations} or an ImageReview", v)
+}

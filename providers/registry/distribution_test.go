@@ -1,14 +1,8 @@
 package registry_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
-	"net"
-	"net/http"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"reflect"
 	"sync"
 	"testing"
@@ -23,113 +17,6 @@ import (
 	"github.com/imagegate/imagegate/providers/registry"
 	"github.com/imagegate/imagegate/providers/registry/registrytest"
 )
-
-// syncBuffer collects a process's output while it runs.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
-
-// distributionBinary is the registry `make tools` builds into
-// ${IMAGEGATE_TOOLS:-$HOME/.cache/imagegate/tools}/bin.
-func distributionBinary(t *testing.T) string {
-	t.Helper()
-	dir := os.Getenv("IMAGEGATE_TOOLS")
-	if dir == "" {
-		home, err := os.UserHomeDir()
-		if err != nil {
-			t.Fatalf("distribution registry not built: run `make tools` (no home directory: %v)", err)
-		}
-		dir = filepath.Join(home, ".cache", "imagegate", "tools")
-	}
-	bin := filepath.Join(dir, "bin", "registry")
-	if fi, err := os.Stat(bin); err != nil || fi.IsDir() || fi.Mode()&0o111 == 0 {
-		t.Fatalf("distribution registry not built: run `make tools` (looked for %s)", bin)
-	}
-	return bin
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
-// startDistribution runs `registry serve` on a loopback port with storage in
-// a temporary directory and returns its host:port once /v2/ answers 200.
-func startDistribution(t *testing.T) string {
-	t.Helper()
-	bin := distributionBinary(t)
-	dir := t.TempDir()
-	host := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	cfg := filepath.Join(dir, "config.yml")
-	writeFile(t, cfg, fmt.Sprintf(`version: 0.1
-log:
-  level: error
-  accesslog:
-    disabled: true
-storage:
-  filesystem:
-    rootdirectory: %s
-  delete:
-    enabled: true
-http:
-  addr: %s
-`, filepath.Join(dir, "storage"), host))
-
-	out := &syncBuffer{}
-	cmd := exec.Command(bin, "serve", cfg)
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", bin, err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		<-exited
-		if t.Failed() {
-			t.Logf("distribution registry log:\n%s", out.String())
-		}
-	})
-
-	client := &http.Client{Timeout: time.Second}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		resp, err := client.Get("http://" + host + "/v2/")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return host
-			}
-		}
-		select {
-		case err := <-exited:
-			exited <- err // for the cleanup
-			t.Fatalf("distribution registry exited: %v\n%s", err, out.String())
-		case <-time.After(50 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("distribution registry at %s not ready after 10s (last error %v)\n%s", host, err, out.String())
-		}
-	}
-}
 
 type clock struct {
 	mu sync.Mutex
@@ -158,7 +45,7 @@ func mustRef(t *testing.T, s string) name.Reference {
 }
 
 func TestDistributionRegistry(t *testing.T) {
-	host := startDistribution(t)
+	host := registrytest.StartDistribution(t)
 
 	// A single-platform image and a two-platform index, pushed with ggcr.
 	img := registrytest.Build(t, registrytest.Image{

@@ -64,7 +64,7 @@ func factsFor(t *testing.T, s *lookup.Service, key string) *facts.Facts {
 func TestCosignSignedImages(t *testing.T) {
 	registries := map[string]func(t *testing.T) string{
 		"ggcr":         func(t *testing.T) string { return registrytest.New(t).Host },
-		"distribution": func(t *testing.T) string { return signaturetest.StartDistribution(t) },
+		"distribution": func(t *testing.T) string { return registrytest.StartDistribution(t) },
 	}
 	for _, major := range []string{"v3", "v2"} {
 		t.Run("cosign "+major, func(t *testing.T) {

@@ -100,7 +100,7 @@ func testCosign(t *testing.T, major string) {
 		referrersAPI bool
 	}{
 		{"ggcr", registrytest.New(t).Host, true},
-		{"distribution", signaturetest.StartDistribution(t), false},
+		{"distribution", registrytest.StartDistribution(t), false},
 	} {
 		t.Run(reg.name, func(t *testing.T) {
 			r := &env{c: c, k: k, other: other, host: reg.host, referrersAPI: reg.referrersAPI, major: major}

@@ -56,6 +56,13 @@ type Result struct {
 	Errors       []string
 }
 
+// add appends r's entries to res.
+func (res *Result) add(r Result) {
+	res.Signatures = append(res.Signatures, r.Signatures...)
+	res.Attestations = append(res.Attestations, r.Attestations...)
+	res.Errors = append(res.Errors, r.Errors...)
+}
+
 // Verifier discovers and verifies signatures. Build it once.
 type Verifier struct {
 	o          Options
@@ -104,9 +111,7 @@ func (v *Verifier) Check(ctx context.Context, f Fetcher, image string, d name.Di
 	add := func(r Result) {
 		mu.Lock()
 		defer mu.Unlock()
-		res.Signatures = append(res.Signatures, r.Signatures...)
-		res.Attestations = append(res.Attestations, r.Attestations...)
-		res.Errors = append(res.Errors, r.Errors...)
+		res.add(r)
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
@@ -181,9 +186,7 @@ func (v *Verifier) referrers(ctx context.Context, f Fetcher, image string, d nam
 		return res, err
 	}
 	for _, r := range results {
-		res.Signatures = append(res.Signatures, r.Signatures...)
-		res.Attestations = append(res.Attestations, r.Attestations...)
-		res.Errors = append(res.Errors, r.Errors...)
+		res.add(r)
 	}
 	return res, nil
 }
@@ -282,9 +285,7 @@ func (v *Verifier) legacyTag(ctx context.Context, f Fetcher, image string, d nam
 		return res, err
 	}
 	for _, r := range results {
-		res.Signatures = append(res.Signatures, r.Signatures...)
-		res.Attestations = append(res.Attestations, r.Attestations...)
-		res.Errors = append(res.Errors, r.Errors...)
+		res.add(r)
 	}
 	return res, nil
 }

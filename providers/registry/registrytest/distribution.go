@@ -76,7 +76,7 @@ http:
 		t.Fatal(err)
 	}
 
-	out := &syncBuffer{}
+	out := &SyncBuffer{}
 	cmd := exec.Command(bin, "serve", cfg)
 	cmd.Stdout, cmd.Stderr = out, out
 	// No tracing: the registry would otherwise export OpenTelemetry traces
@@ -91,7 +91,7 @@ http:
 		_ = cmd.Process.Kill()
 		<-exited
 		if t.Failed() {
-			t.Logf("distribution registry log (last lines):\n%s", tail(out.String(), 40))
+			t.Logf("distribution registry log (last lines):\n%s", Tail(out.String(), 40))
 		}
 	})
 
@@ -121,26 +121,26 @@ http:
 // Executable reports whether path is an executable file.
 func Executable(path string) bool { return executable(path) }
 
-// syncBuffer collects a process's output while it runs.
-type syncBuffer struct {
+// SyncBuffer collects a process's output while it runs.
+type SyncBuffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer
 }
 
-func (b *syncBuffer) Write(p []byte) (int, error) {
+func (b *SyncBuffer) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.b.Write(p)
 }
 
-func (b *syncBuffer) String() string {
+func (b *SyncBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.b.String()
 }
 
-// tail returns the last n lines of s.
-func tail(s string, n int) string {
+// Tail returns the last n lines of s.
+func Tail(s string, n int) string {
 	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
 	if len(lines) > n {
 		lines = append([]string{fmt.Sprintf("[%d lines omitted]", len(lines)-n)}, lines[len(lines)-n:]...)

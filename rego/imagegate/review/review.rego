@@ -67,8 +67,16 @@ exempt_match if {
 # Rule parameters: defaults, then the first matching namespace entry.
 default_rules := {
 	"pinning": {"allowUntagged": true},
-	"registry": {"allowedRegistries": registries},
+	"registry": {},
 }
+
+# The registry rule falls back to registries.allow only when neither list is
+# configured: allowedRepositoryPrefixes alone must not be widened to whole
+# registries.
+registry_defaults(p) := object.union({"allowedRegistries": registries}, p) if {
+	not "allowedRegistries" in object.keys(p)
+	not "allowedRepositoryPrefixes" in object.keys(p)
+} else := p
 
 namespace_rules := entry.rules if {
 	some entry in object.get(params, "namespaces", [])
@@ -79,9 +87,14 @@ namespace_rules := entry.rules if {
 rules := {name: merged |
 	base := object.union(default_rules, object.get(params, "rules", {}))
 	some name in object.keys(object.union(base, namespace_rules))
-	merged := object.union(object.get(base, name, {}), object.get(namespace_rules, name, {}))
+	layered := object.union(object.get(base, name, {}), object.get(namespace_rules, name, {}))
+	merged := with_defaults(name, layered)
 	object.get(merged, "enabled", true) != false
 }
+
+with_defaults("registry", p) := registry_defaults(p)
+
+with_defaults(name, p) := p if name != "registry"
 
 fact_rules := {"age", "freshness", "signature", "attestation"}
 

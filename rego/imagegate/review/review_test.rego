@@ -163,3 +163,16 @@ test_every_rule_dispatches if {
 		contains(d.reason, rule)
 	}
 }
+
+test_repository_prefixes_alone_restrict if {
+	params := {"rules": {"registry": {"allowedRepositoryPrefixes": ["ghcr.io/acme/"]}}}
+	ok := review.decision with input as req("prod", [pinned], {})
+		with data.imagegate.registries as ["ghcr.io"]
+		with data.imagegate.params as params
+	ok.allowed == true
+	other := review.decision with input as req("prod", [sprintf("ghcr.io/evil/app:1@%s", [digest])], {})
+		with data.imagegate.registries as ["ghcr.io"]
+		with data.imagegate.params as params
+	other.allowed == false
+	contains(other.reason, "registry:")
+}

@@ -523,7 +523,7 @@ func TestKustomize(t *testing.T) {
 			t.Fatal(err)
 		}
 		objs := build(t, "deploy")
-		checkImagegate(t, objs, "TCP", "/etc/imagegate/gatekeeper-ca/ca.crt")
+		checkImagegate(t, objs, "HTTPS", "/etc/imagegate/gatekeeper-ca/ca.crt")
 		if ns := objs["Namespace"]; len(ns) != 1 || ns[0].GetLabels()["admission.gatekeeper.sh/ignore"] == "" {
 			t.Errorf("components/gatekeeper-ignore: Namespaces %v, want imagegate-system labelled admission.gatekeeper.sh/ignore", ns)
 		}

@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"bytes"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/imagegate/imagegate/providers/registry/registrytest"
+	"github.com/imagegate/imagegate/server/certs"
 	"github.com/imagegate/imagegate/server/config"
 )
 
@@ -407,22 +409,55 @@ func TestHealthReadyMetrics(t *testing.T) {
 	}
 }
 
+// TestMutualTLS: with tls.clientCAFile, /v1/* and /metrics need a client
+// certificate from that CA (Gatekeeper's); /healthz and /readyz stay open for
+// kubelet probes; a certificate from another CA fails the handshake.
 func TestMutualTLS(t *testing.T) {
 	h := start(t, nil, func(c *config.Config) { c.Registries.Allow = []string{"ghcr.io"} })
 	// Restart with the bundle's CA as client CA: the harness generated it.
 	h2 := start(t, nil, func(c *config.Config) {
+		c.Registries.Allow = []string{"ghcr.io"}
 		c.TLS.CertFile, c.TLS.KeyFile, c.TLS.ClientCAFile = h.bundle.CertFile, h.bundle.KeyFile, h.bundle.CAFile
 	})
 	h2.bundle = h.bundle
-	if _, err := h2.newClient(t, "").Get(h2.base + "/healthz"); err == nil {
-		t.Error("GET /healthz without a client certificate succeeded, want a TLS failure")
+	anonymous, gatekeeper := h2.newClient(t, ""), h2.newClient(t, "client")
+	body := providerRequest("Not A Reference")
+	for _, tc := range []struct {
+		desc   string
+		client *http.Client
+		method string
+		path   string
+		want   int
+	}{
+		{desc: "probe without a certificate", client: anonymous, method: http.MethodGet, path: "/healthz", want: http.StatusOK},
+		{desc: "readiness without a certificate", client: anonymous, method: http.MethodGet, path: "/readyz", want: http.StatusOK},
+		{desc: "facts without a certificate", client: anonymous, method: http.MethodPost, path: "/v1/externaldata/facts", want: http.StatusForbidden},
+		{desc: "digest without a certificate", client: anonymous, method: http.MethodPost, path: "/v1/externaldata/digest", want: http.StatusForbidden},
+		{desc: "imagereview without a certificate", client: anonymous, method: http.MethodPost, path: "/v1/imagereview", want: http.StatusForbidden},
+		{desc: "metrics without a certificate", client: anonymous, method: http.MethodGet, path: "/metrics", want: http.StatusForbidden},
+		{desc: "facts with the client certificate", client: gatekeeper, method: http.MethodPost, path: "/v1/externaldata/facts", want: http.StatusOK},
+		{desc: "metrics with the client certificate", client: gatekeeper, method: http.MethodGet, path: "/metrics", want: http.StatusOK},
+	} {
+		t.Run(tc.desc, func(t *testing.T) {
+			req, _ := http.NewRequest(tc.method, h2.base+tc.path, bytes.NewReader(body))
+			req.Header.Set("Content-Type", "application/json")
+			resp, err := tc.client.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != tc.want {
+				t.Errorf("%s %s = %d, want %d", tc.method, tc.path, resp.StatusCode, tc.want)
+			}
+		})
 	}
-	resp, err := h2.newClient(t, "client").Get(h2.base + "/healthz")
+
+	other, err := certs.Generate(t.TempDir(), nil)
 	if err != nil {
-		t.Fatalf("GET /healthz with the client certificate: %v", err)
+		t.Fatal(err)
 	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Errorf("status = %d, want 200", resp.StatusCode)
+	stranger := &harness{base: h2.base, bundle: &certs.Bundle{CAPEM: h.bundle.CAPEM, ClientCertFile: other.ClientCertFile, ClientKeyFile: other.ClientKeyFile}}
+	if _, err := stranger.newClient(t, "client").Get(h2.base + "/healthz"); err == nil {
+		t.Error("a client certificate from another CA was accepted, want a TLS failure")
 	}
 }

@@ -78,3 +78,17 @@ func (m *Metrics) instrument(handler string, next http.Handler) http.Handler {
 		m.duration.WithLabelValues(handler).Observe(time.Since(start).Seconds())
 	})
 }
+
+// requireClientCert refuses requests that did not present a client
+// certificate verified against the configured client CA (Gatekeeper's, the
+// apiserver's). The TLS layer verifies any certificate presented; this
+// decides which paths need one, so health probes work without.
+func requireClientCert(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.TLS == nil || len(r.TLS.VerifiedChains) == 0 {
+			writeJSON(w, http.StatusForbidden, map[string]string{"error": "a client certificate signed by tls.clientCAFile is required"})
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}

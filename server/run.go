@@ -39,21 +39,24 @@ func Run(ctx context.Context, cfg *config.Config, logger *slog.Logger, ready cha
 		CertFile:     cfg.TLS.CertFile,
 		KeyFile:      cfg.TLS.KeyFile,
 		ClientCAFile: cfg.TLS.ClientCAFile,
-		MinVersion:   minVersion,
-		Logger:       logger,
-		OnReload:     m.ObserveCertReload,
+		// Probes present no certificate; /v1/* and /metrics require one.
+		ClientCertOptional: true,
+		MinVersion:         minVersion,
+		Logger:             logger,
+		OnReload:           m.ObserveCertReload,
 	})
 	if err != nil {
 		return err
 	}
 	h := New(Deps{
-		Lookup:  lk,
-		Metrics: m,
-		Logger:  logger,
-		Budget:  cfg.Budget.D(),
-		Limits:  Limits{MaxBodyBytes: cfg.Limits.MaxBodyBytes, MaxKeys: cfg.Limits.MaxKeys},
-		KeepTag: cfg.Digest.KeepTag,
-		Policy:  policy,
+		Lookup:            lk,
+		Metrics:           m,
+		Logger:            logger,
+		Budget:            cfg.Budget.D(),
+		Limits:            Limits{MaxBodyBytes: cfg.Limits.MaxBodyBytes, MaxKeys: cfg.Limits.MaxKeys},
+		KeepTag:           cfg.Digest.KeepTag,
+		RequireClientCert: cfg.TLS.ClientCAFile != "",
+		Policy:            policy,
 		Status: func() map[string]string {
 			if err := policy.Status(); err != nil {
 				return map[string]string{"policy": "reload failed, previous policy serving: " + err.Error()}

@@ -26,6 +26,10 @@ type Deps struct {
 	Limits Limits
 	// KeepTag makes the digest provider answer repo:tag@digest.
 	KeepTag bool
+	// RequireClientCert protects /metrics and /v1/* with a verified client
+	// certificate (set when tls.clientCAFile is); /healthz and /readyz stay
+	// open for kubelet probes.
+	RequireClientCert bool
 	// Policy answers ImageReviews; nil leaves /v1/imagereview unavailable.
 	Policy Policy
 	// Ready reports readiness for /readyz; nil means ready.
@@ -73,10 +77,15 @@ func New(d Deps) http.Handler {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})))
 	r.Method(http.MethodGet, "/readyz", s.metrics.instrument("readyz", http.HandlerFunc(s.handleReady)))
-	r.Method(http.MethodGet, "/metrics", s.metrics.Handler())
-	r.Method(http.MethodPost, "/v1/externaldata/facts", s.metrics.instrument("facts", http.HandlerFunc(s.handleFacts)))
-	r.Method(http.MethodPost, "/v1/externaldata/digest", s.metrics.instrument("digest", http.HandlerFunc(s.handleDigest)))
-	r.Method(http.MethodPost, "/v1/imagereview", s.metrics.instrument("imagereview", http.HandlerFunc(s.handleImageReview)))
+	r.Group(func(r chi.Router) {
+		if d.RequireClientCert {
+			r.Use(requireClientCert)
+		}
+		r.Method(http.MethodGet, "/metrics", s.metrics.Handler())
+		r.Method(http.MethodPost, "/v1/externaldata/facts", s.metrics.instrument("facts", http.HandlerFunc(s.handleFacts)))
+		r.Method(http.MethodPost, "/v1/externaldata/digest", s.metrics.instrument("digest", http.HandlerFunc(s.handleDigest)))
+		r.Method(http.MethodPost, "/v1/imagereview", s.metrics.instrument("imagereview", http.HandlerFunc(s.handleImageReview)))
+	})
 	return r
 }
 

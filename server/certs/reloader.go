@@ -26,6 +26,11 @@ type Options struct {
 	// clients must present a certificate that verifies against it
 	// (tls.RequireAndVerifyClientCert).
 	ClientCAFile string
+	// ClientCertOptional, with ClientCAFile, verifies a client certificate
+	// when one is presented (tls.VerifyClientCertIfGiven) and leaves it to
+	// the HTTP layer to require one per path: kubelet health probes present
+	// none. A certificate that does not verify still fails the handshake.
+	ClientCertOptional bool
 	// MinVersion is the minimum TLS version; 0 means tls.VersionTLS13.
 	// Versions below TLS 1.2 are refused.
 	MinVersion uint16
@@ -132,6 +137,9 @@ func (r *Reloader) TLSConfig() *tls.Config {
 	}
 	if r.opts.ClientCAFile != "" {
 		base.ClientAuth = tls.RequireAndVerifyClientCert
+		if r.opts.ClientCertOptional {
+			base.ClientAuth = tls.VerifyClientCertIfGiven
+		}
 	}
 	base.GetConfigForClient = func(*tls.ClientHelloInfo) (*tls.Config, error) {
 		m := r.current()

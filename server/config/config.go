@@ -39,8 +39,10 @@ type Config struct {
 type TLS struct {
 	CertFile string `json:"certFile"`
 	KeyFile  string `json:"keyFile"`
-	// ClientCAFile, when set, makes every caller present a certificate signed by
-	// this CA (Gatekeeper's webhook CA): RequireAndVerifyClientCert.
+	// ClientCAFile, when set, requires a client certificate signed by this CA
+	// (Gatekeeper's webhook CA, the apiserver's client CA) on /v1/* and
+	// /metrics; a certificate that does not verify fails the handshake;
+	// /healthz and /readyz stay open for kubelet probes.
 	ClientCAFile string `json:"clientCAFile"`
 	// MinVersion is "1.3" (default) or "1.2".
 	MinVersion string `json:"minVersion"`

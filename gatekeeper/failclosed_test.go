@@ -79,7 +79,7 @@ func TestFailClosed(t *testing.T) {
 			noCert:  true,
 			object:  twoImages,
 			want:    2,
-			wantMsg: imageRE + `the imagegate-facts request failed \(HTTP 500\): failed to send external data request: .*certificate required`,
+			wantMsg: imageRE + `the imagegate-facts request failed \(HTTP 403\): forbidden: a client certificate signed by imagegate's tls.clientCAFile is required`,
 		},
 		{
 			desc:    "per-key error",

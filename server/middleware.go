@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"runtime/debug"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/go-chi/chi/v5/middleware"
@@ -86,7 +87,15 @@ func (m *Metrics) instrument(handler string, next http.Handler) http.Handler {
 func requireClientCert(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.TLS == nil || len(r.TLS.VerifiedChains) == 0 {
-			writeJSON(w, http.StatusForbidden, map[string]string{"error": "a client certificate signed by tls.clientCAFile is required"})
+			const msg = "forbidden: a client certificate signed by imagegate's tls.clientCAFile is required"
+			if strings.HasPrefix(r.URL.Path, "/v1/externaldata/") {
+				// Gatekeeper shows a ProviderResponse's systemError to users.
+				resp := providerResponse(nil)
+				resp.Response.SystemError = msg
+				writeJSON(w, http.StatusForbidden, resp)
+				return
+			}
+			writeJSON(w, http.StatusForbidden, map[string]string{"error": msg})
 			return
 		}
 		next.ServeHTTP(w, r)

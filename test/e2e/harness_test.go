@@ -1,9 +1,10 @@
 //go:build e2e
 
-// Package e2e runs imagegate behind a real control plane: etcd and
-// kube-apiserver (built by `make e2e-tools` into $IMAGEGATE_TOOLS/bin), two
-// distribution registries, real cosign signatures, and imagegate built from
-// this repository and started as a process. Everything listens on loopback;
+// Package e2e runs imagegate behind a real control plane: etcd,
+// kube-apiserver and (TestGatekeeper) the Gatekeeper manager out of cluster
+// (built by `make e2e-tools` into $IMAGEGATE_TOOLS/bin), two distribution
+// registries, real cosign signatures, and imagegate built from this
+// repository and started as a process. Everything listens on loopback;
 // every process is tracked by PID and stopped when the test ends, and its
 // log is kept (see artifactsDir).
 //
@@ -172,14 +173,33 @@ type env struct {
 	etcdURL         string
 	auditLog        string
 	Client          kubernetes.Interface
+	RESTConfig      *rest.Config // the cluster admin's
+
+	// Gatekeeper mode (startGatekeeperEnv): no ImagePolicyWebhook; imagegate
+	// runs gatekeeper/deploy's config and Gatekeeper runs out of cluster.
+	gatekeeperMode bool
+	gatekeeperCA   *ca     // signs Gatekeeper's serving and client certificate
+	gatekeeperCert keyPair // IP:127.0.0.1, serverAuth+clientAuth
+	servingCA      *ca     // imagegate's serving CA (the Providers' caBundle)
+	gk             *gatekeeper
 }
 
 // startEnv starts everything, in dependency order, and stops it all when
 // the test ends (also when it fails or a step fails half way).
 func startEnv(t *testing.T) *env {
 	t.Helper()
+	return startEnvMode(t, false)
+}
+
+// startEnvMode starts the ImagePolicyWebhook environment, or (gatekeeper
+// true) the one for Gatekeeper: the same etcd, apiserver (without the
+// ImagePolicyWebhook admission plugin), registries and imagegate (with
+// gatekeeper/deploy's config, mTLS with Gatekeeper's CA); startGatekeeperEnv
+// then adds Gatekeeper.
+func startEnvMode(t *testing.T, gatekeeper bool) *env {
+	t.Helper()
 	start := time.Now()
-	e := &env{root: repoRoot(t), work: t.TempDir(), artifacts: artifactsDir(t)}
+	e := &env{root: repoRoot(t), work: t.TempDir(), artifacts: artifactsDir(t), gatekeeperMode: gatekeeper}
 	for _, d := range []string{"logs", "config"} {
 		if err := os.MkdirAll(filepath.Join(e.artifacts, d), 0o755); err != nil {
 			t.Fatal(err)
@@ -214,10 +234,22 @@ func startEnv(t *testing.T) *env {
 	// the CA of the apiserver's client certificate (imagegate's
 	// tls.clientCAFile): two CAs, so a swapped file shows.
 	servingCA := newCA(t, pki, "imagegate-serving-ca")
-	clientCA := newCA(t, pki, "apiserver-client-ca")
+	e.servingCA = servingCA
 	igServing := servingCA.issue(t, pki, "imagegate", certSpec{CommonName: "imagegate", IPs: loopback, Server: true})
-	kasClient := clientCA.issue(t, pki, "apiserver-client", certSpec{CommonName: "kube-apiserver", Client: true})
-	e.startImagegateFirst(t, igServing, servingCA, clientCA, kasClient)
+	var kasClient keyPair
+	if gatekeeper {
+		// Gatekeeper's webhook certificate is also its external-data
+		// client certificate (DESIGN.md); imagegate's clientCAFile is its CA.
+		e.gatekeeperCA = newCA(t, pki, "gatekeeper-ca")
+		e.gatekeeperCert = e.gatekeeperCA.issue(t, pki, "gatekeeper", certSpec{
+			CommonName: "gatekeeper-webhook-service", IPs: loopback, Server: true, Client: true,
+		})
+		e.startImagegateGatekeeper(t, igServing, servingCA)
+	} else {
+		clientCA := newCA(t, pki, "apiserver-client-ca")
+		kasClient = clientCA.issue(t, pki, "apiserver-client", certSpec{CommonName: "kube-apiserver", Client: true})
+		e.startImagegateFirst(t, igServing, servingCA, clientCA, kasClient)
+	}
 
 	e.startEtcd(t, etcd)
 	e.startAPIServer(t, kubeAPIServer, pki, servingCA, kasClient)
@@ -273,19 +305,7 @@ func httpOK(c *http.Client, url string) error {
 // else.
 func (e *env) example(t *testing.T, file string, subs ...string) string {
 	t.Helper()
-	path := filepath.Join(e.root, "examples", "imagepolicywebhook", file)
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := string(b)
-	for i := 0; i+1 < len(subs); i += 2 {
-		if !strings.Contains(s, subs[i]) {
-			t.Fatalf("%s no longer contains %q: update the e2e substitutions (test/e2e)", path, subs[i])
-		}
-		s = strings.ReplaceAll(s, subs[i], subs[i+1])
-	}
-	return s
+	return e.render(t, filepath.Join("examples", "imagepolicywebhook", file), subs...)
 }
 
 // startImagegateFirst renders imagegate's config from
@@ -329,7 +349,14 @@ func (e *env) startImagegateFirst(t *testing.T, serving keyPair, servingCA, clie
 	}
 	e.imagegateConfig = filepath.Join(e.artifacts, "config", "imagegate.yaml")
 	writeFile(t, e.imagegateConfig, "# rendered from examples/imagepolicywebhook/imagegate.yaml by test/e2e\n"+string(out))
+	e.imagegateClient(t, servingCA, client)
+	e.StartImagegate(t)
+}
 
+// imagegateClient is the HTTPS client the suite probes imagegate with: it
+// trusts servingCA and presents client.
+func (e *env) imagegateClient(t *testing.T, servingCA *ca, client keyPair) {
+	t.Helper()
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(servingCA.PEM)
 	cert, err := tls.X509KeyPair(client.CertPEM, client.KeyPEM)
@@ -339,7 +366,6 @@ func (e *env) startImagegateFirst(t *testing.T, serving keyPair, servingCA, clie
 	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS13}}
 	t.Cleanup(tr.CloseIdleConnections)
 	e.imagegateHTTP = &http.Client{Transport: tr, Timeout: 2 * time.Second}
-	e.StartImagegate(t)
 }
 
 // StartImagegate starts (or restarts) imagegate with the rendered config
@@ -414,23 +440,17 @@ rules:
   - level: None
 `
 
-// startAPIServer renders the admission config and the webhook kubeconfig
-// from examples/imagepolicywebhook (as written, file paths and the server
-// URL substituted) and runs kube-apiserver on loopback.
+// startAPIServer runs kube-apiserver on loopback: with the ImagePolicyWebhook
+// admission plugin configured by examples/imagepolicywebhook (see
+// imagePolicyWebhookConfig), or, in Gatekeeper mode, with only the default
+// admission plugins (Gatekeeper registers its webhooks later).
 func (e *env) startAPIServer(t *testing.T, bin, pki string, servingCA *ca, kasClient keyPair) {
 	t.Helper()
 	cfgDir := filepath.Join(e.artifacts, "config")
-	kubeconfig := filepath.Join(cfgDir, "kubeconfig.yaml")
-	writeFile(t, kubeconfig, e.example(t, "kubeconfig.yaml",
-		"https://imagegate.imagegate-system.svc:8443/v1/imagereview", "https://"+e.imagegateAddr+"/v1/imagereview",
-		"/etc/kubernetes/imagegate/ca.crt", servingCA.File,
-		"/etc/kubernetes/imagegate/apiserver-client.crt", kasClient.CertFile,
-		"/etc/kubernetes/imagegate/apiserver-client.key", kasClient.KeyFile,
-	))
-	admission := filepath.Join(cfgDir, "admission-config.yaml")
-	writeFile(t, admission, e.example(t, "admission-config.yaml",
-		"/etc/kubernetes/imagegate/kubeconfig.yaml", kubeconfig,
-	))
+	var admissionArgs []string
+	if !e.gatekeeperMode {
+		admissionArgs = e.imagePolicyWebhookConfig(t, cfgDir, servingCA, kasClient)
+	}
 	policy := filepath.Join(cfgDir, "audit-policy.yaml")
 	writeFile(t, policy, auditPolicy)
 	e.auditLog = filepath.Join(e.artifacts, "audit.log")
@@ -461,14 +481,15 @@ func (e *env) startAPIServer(t *testing.T, bin, pki string, servingCA *ca, kasCl
 		"--endpoint-reconciler-type=none",
 		"--authorization-mode=RBAC",
 		"--disable-admission-plugins=ServiceAccount",
-		"--enable-admission-plugins=ImagePolicyWebhook",
-		"--admission-control-config-file=" + admission,
-		"--audit-policy-file=" + policy,
-		"--audit-log-path=" + e.auditLog,
+	}
+	args = append(args, admissionArgs...)
+	args = append(args,
+		"--audit-policy-file="+policy,
+		"--audit-log-path="+e.auditLog,
 		"--audit-log-format=json",
 		"--profiling=false",
 		"--v=2", // logs the webhook's errors (contacting the backend)
-	}
+	)
 	e.apiserver = e.procs.start(t, "kube-apiserver", bin, args, nil)
 
 	cfg := &rest.Config{
@@ -483,6 +504,7 @@ func (e *env) startAPIServer(t *testing.T, bin, pki string, servingCA *ca, kasCl
 		Timeout: 60 * time.Second,
 	}
 	writeFile(t, filepath.Join(cfgDir, "admin.kubeconfig"), adminKubeconfig(cfg))
+	e.RESTConfig = cfg
 	cs, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -497,6 +519,28 @@ func (e *env) startAPIServer(t *testing.T, bin, pki string, servingCA *ca, kasCl
 		}
 		return nil
 	})
+}
+
+// imagePolicyWebhookConfig renders the webhook kubeconfig and the admission
+// config from examples/imagepolicywebhook and returns the apiserver flags
+// that enable the ImagePolicyWebhook plugin with them.
+func (e *env) imagePolicyWebhookConfig(t *testing.T, cfgDir string, servingCA *ca, kasClient keyPair) []string {
+	t.Helper()
+	kubeconfig := filepath.Join(cfgDir, "kubeconfig.yaml")
+	writeFile(t, kubeconfig, e.example(t, "kubeconfig.yaml",
+		"https://imagegate.imagegate-system.svc:8443/v1/imagereview", "https://"+e.imagegateAddr+"/v1/imagereview",
+		"/etc/kubernetes/imagegate/ca.crt", servingCA.File,
+		"/etc/kubernetes/imagegate/apiserver-client.crt", kasClient.CertFile,
+		"/etc/kubernetes/imagegate/apiserver-client.key", kasClient.KeyFile,
+	))
+	admission := filepath.Join(cfgDir, "admission-config.yaml")
+	writeFile(t, admission, e.example(t, "admission-config.yaml",
+		"/etc/kubernetes/imagegate/kubeconfig.yaml", kubeconfig,
+	))
+	return []string{
+		"--enable-admission-plugins=ImagePolicyWebhook",
+		"--admission-control-config-file=" + admission,
+	}
 }
 
 // adminKubeconfig is a kubeconfig for the cluster admin, kept with the

@@ -57,6 +57,7 @@ type Service struct {
 	gen      string
 	tags     *lru[v1.Descriptor]
 	facts    *lru[*facts.Facts]
+	refs     *lru[registry.Ref]
 	negative *lru[error]
 	group    singleflight.Group
 	slots    chan struct{}
@@ -94,16 +95,23 @@ func New(o Options) (*Service, error) {
 		gen:      strconv.FormatUint(o.Generation, 10) + "|",
 		tags:     newLRU[v1.Descriptor](o.MaxEntries, o.Now),
 		facts:    newLRU[*facts.Facts](o.MaxEntries, o.Now),
+		refs:     newLRU[registry.Ref](o.MaxEntries, o.Now),
 		negative: newLRU[error](o.MaxEntries, o.Now),
 		slots:    make(chan struct{}, o.MaxInFlight),
 	}, nil
 }
 
 // Parse parses key and checks its registry against the allowlist. No I/O.
+// Parsed references are kept (they depend only on the key and this
+// Service's configuration): warm requests skip the parser.
 func (s *Service) Parse(key string) (registry.Ref, error) {
-	ref, err := registry.Parse(key, s.o.Insecure)
-	if err != nil {
-		return registry.Ref{}, err
+	ref, ok := s.refs.get(key)
+	if !ok {
+		var err error
+		if ref, err = registry.Parse(key, s.o.Insecure); err != nil {
+			return registry.Ref{}, err
+		}
+		s.refs.add(key, ref, time.Hour)
 	}
 	if err := s.o.Registry.Check(ref); err != nil {
 		return registry.Ref{}, err
@@ -127,6 +135,13 @@ func (s *Service) Facts(ctx context.Context, key string) (*facts.Facts, error) {
 		// repo:tag@digest: the pinned digest's facts and the tag's digest now,
 		// fetched at once.
 		digest = ref.Digest.DigestStr()
+		if d, ok := s.cachedTag(ref); ok {
+			f, err := s.describe(ctx, ref, digest)
+			if err != nil {
+				return nil, err
+			}
+			return s.compose(ref, f, d.Digest.String()), nil
+		}
 		type res struct {
 			d   v1.Descriptor
 			err error
@@ -225,12 +240,10 @@ func (s *Service) compose(ref registry.Ref, cached *facts.Facts, tagDigest strin
 
 // resolve returns the tag's current descriptor, from the tag cache when fresh.
 func (s *Service) resolve(ctx context.Context, ref registry.Ref) (v1.Descriptor, error) {
-	key := s.gen + "tag|" + ref.Repository().Name() + ":" + ref.Tag.TagStr()
-	if d, ok := s.tags.get(key); ok {
-		s.o.Observer.ObserveCache("tag", true)
+	if d, ok := s.cachedTag(ref); ok {
 		return d, nil
 	}
-	s.o.Observer.ObserveCache("tag", false)
+	key := s.tagKey(ref)
 	cached := func() (any, bool) { return s.tags.get(key) }
 	v, err := s.flight(ctx, key, ref.Key, cached, func(fctx context.Context) (any, error) {
 		d, err := s.o.Registry.Resolve(fctx, ref.Key, *ref.Tag)
@@ -244,6 +257,17 @@ func (s *Service) resolve(ctx context.Context, ref registry.Ref) (v1.Descriptor,
 		return v1.Descriptor{}, err
 	}
 	return v.(v1.Descriptor), nil
+}
+
+func (s *Service) tagKey(ref registry.Ref) string {
+	return s.gen + "tag|" + ref.Repository().Name() + ":" + ref.Tag.TagStr()
+}
+
+// cachedTag returns the tag's descriptor when the tag cache holds it.
+func (s *Service) cachedTag(ref registry.Ref) (v1.Descriptor, bool) {
+	d, ok := s.tags.get(s.tagKey(ref))
+	s.o.Observer.ObserveCache("tag", ok)
+	return d, ok
 }
 
 // describe returns what repository@digest describes, from the facts cache when

@@ -2,11 +2,8 @@ package gatekeeper_test
 
 import (
 	"bytes"
-	"context"
 	"encoding/base64"
 	"fmt"
-	"io"
-	"log/slog"
 	"net"
 	"net/url"
 	"os"
@@ -32,9 +29,9 @@ import (
 
 	"github.com/imagegate/imagegate/providers/registry/registrytest"
 	"github.com/imagegate/imagegate/providers/signature/signaturetest"
-	"github.com/imagegate/imagegate/server"
 	"github.com/imagegate/imagegate/server/certs"
 	"github.com/imagegate/imagegate/server/config"
+	"github.com/imagegate/imagegate/server/servertest"
 )
 
 // Gatekeeper's names for its enforcement points (pkg/util in Gatekeeper).
@@ -177,30 +174,7 @@ func startImagegate(t *testing.T, w *world, edit func(*config.Config)) *imagegat
 	if edit != nil {
 		edit(cfg)
 	}
-	if err := cfg.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	logger := slog.New(slog.NewJSONHandler(io.Discard, nil))
-	ctx, cancel := context.WithCancel(context.Background())
-	ready := make(chan string, 1)
-	done := make(chan error, 1)
-	go func() { done <- server.Run(ctx, cfg, logger, ready) }()
-	var addr string
-	select {
-	case addr = <-ready:
-	case err := <-done:
-		cancel()
-		t.Fatalf("server.Run() = %v before serving", err)
-	case <-time.After(10 * time.Second):
-		cancel()
-		t.Fatal("imagegate did not start within 10s")
-	}
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("server.Run() on shutdown = %v", err)
-		}
-	})
+	addr := servertest.Start(t, cfg, nil)
 	return &imagegate{addr: addr, bundle: b}
 }
 

@@ -2,7 +2,6 @@ package server_test
 
 import (
 	"bytes"
-	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
@@ -18,9 +17,9 @@ import (
 
 	"github.com/imagegate/imagegate/providers/facts"
 	"github.com/imagegate/imagegate/providers/registry/registrytest"
-	"github.com/imagegate/imagegate/server"
 	"github.com/imagegate/imagegate/server/certs"
 	"github.com/imagegate/imagegate/server/config"
+	"github.com/imagegate/imagegate/server/servertest"
 )
 
 // harness is a real imagegate HTTPS server (server.Run, as `imagegate serve`
@@ -51,31 +50,8 @@ func start(t *testing.T, reg *registrytest.Registry, edit func(*config.Config)) 
 	if edit != nil {
 		edit(cfg)
 	}
-	if err := cfg.Validate(); err != nil {
-		t.Fatal(err)
-	}
 	logs := &lockedWriter{w: &bytes.Buffer{}}
-	logger := slog.New(slog.NewJSONHandler(logs, nil))
-	ctx, cancel := context.WithCancel(context.Background())
-	ready := make(chan string, 1)
-	done := make(chan error, 1)
-	go func() { done <- server.Run(ctx, cfg, logger, ready) }()
-	var addr string
-	select {
-	case addr = <-ready:
-	case err := <-done:
-		cancel()
-		t.Fatalf("server.Run() = %v before serving", err)
-	case <-time.After(10 * time.Second):
-		cancel()
-		t.Fatal("server did not start within 10s")
-	}
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("server.Run() on shutdown = %v", err)
-		}
-	})
+	addr := servertest.Start(t, cfg, slog.New(slog.NewJSONHandler(logs, nil)))
 	h := &harness{reg: reg, base: "https://" + addr, bundle: b, logs: logs}
 	h.client = h.newClient(t, "")
 	return h

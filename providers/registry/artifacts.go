@@ -22,7 +22,9 @@ func (c *Client) Referrers(ctx context.Context, image string, d name.Digest) ([]
 	if err := c.guard.CheckRegistry(canonicalRegistry(d.RegistryStr())); err != nil {
 		return nil, &facts.Error{Code: facts.CodeNotAllowed, Image: image, Err: err}
 	}
-	idx, err := remote.Referrers(d, append(c.opts[:len(c.opts):len(c.opts)], remote.WithContext(ctx))...)
+	// Reuse the shared puller: its per-repository transport is already
+	// authenticated, so a referrers call costs no extra ping or token round trip.
+	idx, err := remote.Referrers(d, remote.Reuse(c.puller), remote.WithContext(ctx))
 	if err != nil {
 		return nil, wrap(image, "list referrers of "+d.DigestStr(), err)
 	}

@@ -65,7 +65,6 @@ type Options struct {
 type Client struct {
 	guard  Guard
 	puller *remote.Puller
-	opts   []remote.Option // for calls the Puller has no method for (referrers)
 	limits Limits
 	jobs   int
 }
@@ -109,7 +108,7 @@ func New(o Options) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("registry: %w", err)
 	}
-	return &Client{guard: o.Guard, puller: puller, opts: opts, limits: o.Limits, jobs: o.Jobs}, nil
+	return &Client{guard: o.Guard, puller: puller, limits: o.Limits, jobs: o.Jobs}, nil
 }
 
 // Check reports, without any I/O, whether ref's registry may be contacted.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -325,33 +326,39 @@ func (s *Service) fetchFacts(ctx context.Context, image string, d name.Digest) (
 		top, err = sv.Check(gctx, s.o.Registry, image, d)
 		return err
 	})
+	// Each platform's signatures are looked for as soon as the index names
+	// the platform, not after its manifest and config arrive.
+	var (
+		mu       sync.Mutex
+		children = map[string]signature.Result{}
+	)
+	onChild := func(digest string) {
+		g.Go(func() error {
+			r, err := sv.Check(gctx, s.o.Registry, image, d.Context().Digest(digest))
+			if err != nil {
+				return err
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			children[digest] = r
+			return nil
+		})
+	}
 	g.Go(func() error {
 		var err error
-		if f, err = s.o.Registry.Describe(gctx, image, d); err != nil {
-			return err
-		}
-		pg, pctx := errgroup.WithContext(gctx)
-		pg.SetLimit(8)
-		for i := range f.Platforms {
-			p := &f.Platforms[i]
-			if p.Config == nil {
-				continue // not an image manifest: nothing signed to look for
-			}
-			pg.Go(func() error {
-				r, err := sv.Check(pctx, s.o.Registry, image, d.Context().Digest(p.Digest))
-				if err != nil {
-					return err
-				}
-				p.Signatures, p.Attestations, p.VerificationErrors = r.Signatures, r.Attestations, r.Errors
-				return nil
-			})
-		}
-		return pg.Wait()
+		f, err = s.o.Registry.DescribeEach(gctx, image, d, onChild)
+		return err
 	})
 	if err := g.Wait(); err != nil {
 		return nil, err
 	}
 	f.Signatures, f.Attestations, f.VerificationErrors = top.Signatures, top.Attestations, top.Errors
+	for i := range f.Platforms {
+		p := &f.Platforms[i]
+		if r, ok := children[p.Digest]; ok {
+			p.Signatures, p.Attestations, p.VerificationErrors = r.Signatures, r.Attestations, r.Errors
+		}
+	}
 	return f, nil
 }
 

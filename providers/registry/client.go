@@ -144,6 +144,14 @@ func (c *Client) Resolve(ctx context.Context, image string, tag name.Tag) (v1.De
 // plus their image configs, in parallel. The returned facts carry Digest,
 // MediaType, Size, Config and Platforms.
 func (c *Client) Describe(ctx context.Context, image string, d name.Digest) (*facts.Facts, error) {
+	return c.DescribeEach(ctx, image, d, nil)
+}
+
+// DescribeEach is Describe that, as soon as an index is parsed, calls onChild
+// with the digest of every image manifest it lists, so a caller can start
+// per-platform work (signature discovery) while the platform manifests and
+// configs are still being fetched. onChild may be nil.
+func (c *Client) DescribeEach(ctx context.Context, image string, d name.Digest, onChild func(digest string)) (*facts.Facts, error) {
 	if err := c.guard.CheckRegistry(canonicalRegistry(d.RegistryStr())); err != nil {
 		return nil, &facts.Error{Code: facts.CodeNotAllowed, Image: image, Err: err}
 	}
@@ -162,7 +170,7 @@ func (c *Client) Describe(ctx context.Context, image string, d name.Digest) (*fa
 		if err != nil {
 			return nil, facts.Errorf(facts.CodeInvalidContent, image, "index %s: %v", desc.Digest, err)
 		}
-		f.Platforms, err = c.platforms(ctx, image, d.Repository, idx)
+		f.Platforms, err = c.platforms(ctx, image, d.Repository, idx, onChild)
 		if err != nil {
 			return nil, err
 		}
@@ -180,7 +188,7 @@ func (c *Client) Describe(ctx context.Context, image string, d name.Digest) (*fa
 
 // platforms describes every image child of an index, skipping BuildKit's
 // attestation manifests (platform unknown/unknown).
-func (c *Client) platforms(ctx context.Context, image string, repo name.Repository, idx *v1.IndexManifest) ([]facts.Platform, error) {
+func (c *Client) platforms(ctx context.Context, image string, repo name.Repository, idx *v1.IndexManifest, onChild func(string)) ([]facts.Platform, error) {
 	var children []v1.Descriptor
 	for _, m := range idx.Manifests {
 		if m.Annotations["vnd.docker.reference.type"] == "attestation-manifest" {
@@ -202,6 +210,9 @@ func (c *Client) platforms(ctx context.Context, image string, repo name.Reposito
 		out[i] = p
 		if !m.MediaType.IsImage() {
 			continue // a nested index or an artifact: listed, not descended into
+		}
+		if onChild != nil {
+			onChild(m.Digest.String())
 		}
 		if m.Size > c.limits.ManifestBytes {
 			return nil, facts.Errorf(facts.CodeInvalidContent, image, "platform manifest %s is %d bytes, more than the limit of %d", m.Digest, m.Size, c.limits.ManifestBytes)

@@ -42,25 +42,15 @@ import (
 
 	"github.com/imagegate/imagegate/server/certs"
 	"github.com/imagegate/imagegate/test/bench/benchfix"
+	"github.com/imagegate/imagegate/test/bench/loadreport"
 )
 
 // result is loadgen's output plus what the driver measured around it.
 type result struct {
-	Target    string  `json:"target"`
-	Workload  string  `json:"workload"`
-	Keys      int     `json:"keys"`
-	Workers   int     `json:"workers"`
-	Rate      float64 `json:"rate"`
-	Requests  int     `json:"requests"`
-	Errors    int     `json:"errors"`
-	FirstErr  string  `json:"firstError,omitempty"`
-	Seconds   float64 `json:"seconds"`
-	RPS       float64 `json:"rps"`
-	KeysPerS  float64 `json:"keysPerSecond"`
-	P50Ms     float64 `json:"p50ms"`
-	P90Ms     float64 `json:"p90ms"`
-	P99Ms     float64 `json:"p99ms"`
-	MaxMs     float64 `json:"maxms"`
+	Target   string `json:"target"`
+	Workload string `json:"workload"`
+	Keys     int    `json:"keys"`
+	loadreport.Report
 	ServerCPU float64 `json:"serverCPU"` // CPU seconds per wall second, warm-up included
 }
 

@@ -25,26 +25,14 @@ import (
 	"slices"
 	"sync"
 	"time"
+
+	"github.com/imagegate/imagegate/test/bench/loadreport"
 )
 
 // maxSamples bounds the latencies one worker records.
 const maxSamples = 1 << 20
 
-type result struct {
-	Workers   int     `json:"workers"`
-	Rate      float64 `json:"rate"` // requested total rate, 0 = unpaced
-	Requests  int     `json:"requests"`
-	Errors    int     `json:"errors"`
-	FirstErr  string  `json:"firstError,omitempty"`
-	Seconds   float64 `json:"seconds"`
-	RPS       float64 `json:"rps"`
-	KeysPerS  float64 `json:"keysPerSecond"`
-	P50Ms     float64 `json:"p50ms"`
-	P90Ms     float64 `json:"p90ms"`
-	P99Ms     float64 `json:"p99ms"`
-	MaxMs     float64 `json:"maxms"`
-	Truncated bool    `json:"truncated,omitempty"` // a worker hit maxSamples
-}
+type result = loadreport.Report
 
 func main() {
 	var (

@@ -34,6 +34,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -58,6 +59,9 @@ type proc struct {
 	name string
 	cmd  *exec.Cmd
 	base string // https://addr
+	// stop ends the process (SIGTERM, then SIGKILL after 15s) and waits for
+	// it; it runs at the end of the test anyway, and only once.
+	stop func()
 }
 
 type env struct {
@@ -254,7 +258,7 @@ func (e *env) start(name, base, path string, args ...string) *proc {
 	}
 	done := make(chan struct{})
 	go func() { _ = cmd.Wait(); close(done) }()
-	t.Cleanup(func() {
+	stop := sync.OnceFunc(func() {
 		_ = cmd.Process.Signal(syscall.SIGTERM)
 		select {
 		case <-done:
@@ -264,13 +268,14 @@ func (e *env) start(name, base, path string, args ...string) *proc {
 		}
 		logf.Close()
 	})
+	t.Cleanup(stop)
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		resp, err := e.client.Get(base + "/healthz")
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
-				return &proc{name: name, cmd: cmd, base: base}
+				return &proc{name: name, cmd: cmd, base: base, stop: stop}
 			}
 		}
 		select {

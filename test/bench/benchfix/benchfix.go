@@ -44,7 +44,7 @@ func Signed(t testing.TB, n int) *Images {
 		repo := fmt.Sprintf("team/app-%03d", i)
 		d := reg.PushImage(t, repo, "v1", registrytest.Image{Created: time.Now(), Labels: map[string]string{"org.opencontainers.image.source": "https://github.com/team/app"}})
 		bundle := ss.SignImage(t, Identity, d.String(), signature.CosignSignPredicate, nil, signaturetest.BundleOptions{})
-		signaturetest.AttachReferrer(t, reg.Host, repo, subject(t, reg.Host, repo, d), bundle, signature.CosignSignPredicate)
+		signaturetest.AttachReferrer(t, reg.Host, repo, Subject(t, reg.Host, repo, d), bundle, signature.CosignSignPredicate)
 		im.Keys = append(im.Keys, reg.Host+"/"+repo+":v1@"+d.String())
 	}
 	return im
@@ -74,7 +74,9 @@ func (im *Images) Config(t testing.TB) *config.Config {
 	return cfg
 }
 
-func subject(t testing.TB, host, repo string, d v1.Hash) v1.Descriptor {
+// Subject is the descriptor of host/repo@d (a HEAD request), the subject of
+// a referrer.
+func Subject(t testing.TB, host, repo string, d v1.Hash) v1.Descriptor {
 	t.Helper()
 	ref, err := name.NewDigest(host+"/"+repo+"@"+d.String(), name.Insecure)
 	if err != nil {

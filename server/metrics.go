@@ -25,6 +25,9 @@ type Metrics struct {
 	verifications    *prometheus.CounterVec
 	decisions        *prometheus.CounterVec
 	policyReloads    *prometheus.CounterVec
+	concurrent       prometheus.Gauge
+	queued           prometheus.Gauge
+	shed             *prometheus.CounterVec
 }
 
 // NewMetrics registers every metric on a new private registry.
@@ -76,6 +79,18 @@ func NewMetrics() *Metrics {
 			Namespace: "imagegate", Subsystem: "policy", Name: "reloads_total",
 			Help: "Policy directory reload attempts, by result (ok, error).",
 		}, []string{"result"}),
+		concurrent: f.NewGauge(prometheus.GaugeOpts{
+			Namespace: "imagegate", Subsystem: "http", Name: "requests_in_progress",
+			Help: "/v1/* requests being handled now (at most limits.maxConcurrentRequests).",
+		}),
+		queued: f.NewGauge(prometheus.GaugeOpts{
+			Namespace: "imagegate", Subsystem: "http", Name: "requests_waiting",
+			Help: "/v1/* requests waiting for a slot under limits.maxConcurrentRequests.",
+		}),
+		shed: f.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "imagegate", Subsystem: "http", Name: "requests_shed_total",
+			Help: "/v1/* requests refused with 503 because the server was overloaded, by handler.",
+		}, []string{"handler"}),
 		certReloads: f.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "imagegate", Subsystem: "tls", Name: "reloads_total",
 			Help: "Serving certificate reload attempts, by result.",

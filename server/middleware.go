@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"runtime/debug"
@@ -10,6 +11,8 @@ import (
 	"time"
 
 	"github.com/go-chi/chi/v5/middleware"
+	imagepolicy "k8s.io/api/imagepolicy/v1alpha1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 // logRequests logs one line per request: no bodies, no headers, no credentials.
@@ -98,6 +101,81 @@ func requireClientCert(next http.Handler) http.Handler {
 			writeJSON(w, http.StatusForbidden, map[string]string{"error": msg})
 			return
 		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// limiter bounds the /v1/* requests handled at once. A request over the
+// limit waits for a slot, at most wait and only while fewer than cap(queue)
+// others wait; otherwise it is shed with 503 and a reason naming the cause,
+// so an overload degrades into fast, explicit refusals rather than latency
+// past every caller's deadline and unbounded memory.
+type limiter struct {
+	slots   chan struct{}
+	queue   chan struct{}
+	wait    time.Duration
+	metrics *Metrics
+}
+
+func newLimiter(n int, wait time.Duration, m *Metrics) *limiter {
+	return &limiter{slots: make(chan struct{}, n), queue: make(chan struct{}, n), wait: wait, metrics: m}
+}
+
+// acquire takes a slot; it returns a release func, or an empty reason when
+// no slot could be had.
+func (l *limiter) acquire(r *http.Request) (release func(), reason string) {
+	release = func() { <-l.slots; l.metrics.concurrent.Dec() }
+	select {
+	case l.slots <- struct{}{}:
+		l.metrics.concurrent.Inc()
+		return release, ""
+	default:
+	}
+	select {
+	case l.queue <- struct{}{}:
+	default:
+		return nil, fmt.Sprintf("overloaded: %d requests in progress and %d waiting, the limit (limits.maxConcurrentRequests); retry", cap(l.slots), cap(l.queue))
+	}
+	l.metrics.queued.Inc()
+	defer func() { <-l.queue; l.metrics.queued.Dec() }()
+	t := time.NewTimer(l.wait)
+	defer t.Stop()
+	select {
+	case l.slots <- struct{}{}:
+		l.metrics.concurrent.Inc()
+		return release, ""
+	case <-t.C:
+		return nil, fmt.Sprintf("overloaded: no request slot free within %s (limits.maxConcurrentRequests %d in progress); retry", l.wait, cap(l.slots))
+	case <-r.Context().Done():
+		return nil, "overloaded: request cancelled while waiting for a slot: " + r.Context().Err().Error()
+	}
+}
+
+// limit wraps one /v1/* handler; handler (the metrics label) picks the
+// shape of the refusal.
+func (l *limiter) limit(handler string, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		release, reason := l.acquire(r)
+		if release == nil {
+			l.metrics.shed.WithLabelValues(handler).Inc()
+			w.Header().Set("Retry-After", "1")
+			switch handler {
+			case "imagereview":
+				// The apiserver retries 5xx and then applies defaultAllow;
+				// the reason is for its logs and ours.
+				writeJSON(w, http.StatusServiceUnavailable, imagepolicy.ImageReview{
+					TypeMeta: metav1.TypeMeta{APIVersion: imageReviewAPIVersion, Kind: "ImageReview"},
+					Status:   imagepolicy.ImageReviewStatus{Allowed: false, Reason: "imagegate " + reason},
+				})
+			default:
+				// Gatekeeper shows systemError; a non-200 fails closed.
+				resp := providerResponse(nil)
+				resp.Response.SystemError = reason
+				writeJSON(w, http.StatusServiceUnavailable, resp)
+			}
+			return
+		}
+		defer release()
 		next.ServeHTTP(w, r)
 	})
 }

@@ -53,7 +53,7 @@ func Run(ctx context.Context, cfg *config.Config, logger *slog.Logger, ready cha
 		Metrics:           m,
 		Logger:            logger,
 		Budget:            cfg.Budget.D(),
-		Limits:            Limits{MaxBodyBytes: cfg.Limits.MaxBodyBytes, MaxKeys: cfg.Limits.MaxKeys},
+		Limits:            Limits{MaxBodyBytes: cfg.Limits.MaxBodyBytes, MaxKeys: cfg.Limits.MaxKeys, MaxConcurrentRequests: cfg.Limits.MaxConcurrentRequests},
 		KeepTag:           cfg.Digest.KeepTag,
 		RequireClientCert: cfg.TLS.ClientCAFile != "",
 		Policy:            policy,
@@ -67,8 +67,8 @@ func Run(ctx context.Context, cfg *config.Config, logger *slog.Logger, ready cha
 	srv := &http.Server{
 		Handler:           h,
 		TLSConfig:         rl.TLSConfig(),
-		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       10 * time.Second,
+		ReadHeaderTimeout: cfg.Server.ReadHeaderTimeout.D(), // slowloris: headers within this…
+		ReadTimeout:       cfg.Server.ReadTimeout.D(),       // …and the whole request within this
 		WriteTimeout:      cfg.Budget.D() + 10*time.Second,
 		IdleTimeout:       120 * time.Second,
 		MaxHeaderBytes:    64 << 10,

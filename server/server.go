@@ -13,6 +13,9 @@ import (
 type Limits struct {
 	MaxBodyBytes int64
 	MaxKeys      int
+	// MaxConcurrentRequests bounds the /v1/* requests handled at once (as
+	// many more wait, at most half the budget); default 128.
+	MaxConcurrentRequests int
 }
 
 // Deps are what the HTTP handlers are built from.
@@ -69,6 +72,9 @@ func New(d Deps) http.Handler {
 	if d.Limits.MaxKeys <= 0 {
 		d.Limits.MaxKeys = 1000
 	}
+	if d.Limits.MaxConcurrentRequests <= 0 {
+		d.Limits.MaxConcurrentRequests = 128
+	}
 	s := &Server{lookup: d.Lookup, metrics: d.Metrics, logger: d.Logger, budget: d.Budget, limits: d.Limits, keepTag: d.KeepTag, policy: d.Policy, ready: d.Ready, status: d.Status}
 
 	r := chi.NewRouter()
@@ -82,9 +88,15 @@ func New(d Deps) http.Handler {
 			r.Use(requireClientCert)
 		}
 		r.Method(http.MethodGet, "/metrics", s.metrics.Handler())
-		r.Method(http.MethodPost, "/v1/externaldata/facts", s.metrics.instrument("facts", http.HandlerFunc(s.handleFacts)))
-		r.Method(http.MethodPost, "/v1/externaldata/digest", s.metrics.instrument("digest", http.HandlerFunc(s.handleDigest)))
-		r.Method(http.MethodPost, "/v1/imagereview", s.metrics.instrument("imagereview", http.HandlerFunc(s.handleImageReview)))
+		// One limit shared by every /v1/* endpoint; a shed request still
+		// counts in requests_total (code 503).
+		lim := newLimiter(d.Limits.MaxConcurrentRequests, d.Budget/2, s.metrics)
+		v1 := func(name string, h http.HandlerFunc) http.Handler {
+			return s.metrics.instrument(name, lim.limit(name, h))
+		}
+		r.Method(http.MethodPost, "/v1/externaldata/facts", v1("facts", s.handleFacts))
+		r.Method(http.MethodPost, "/v1/externaldata/digest", v1("digest", s.handleDigest))
+		r.Method(http.MethodPost, "/v1/imagereview", v1("imagereview", s.handleImageReview))
 	})
 	return r
 }

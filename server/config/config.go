@@ -33,6 +33,20 @@ type Config struct {
 	Limits Limits   `json:"limits"`
 	Digest Digest   `json:"digest"`
 	Log    Log      `json:"log"`
+	// Server tunes the HTTPS server's connection timeouts.
+	Server Server `json:"server"`
+}
+
+// Server bounds how long a client may take to send a request, so slow or
+// stalled clients (slowloris) cannot hold connections open.
+type Server struct {
+	// ReadHeaderTimeout is how long a client may take to send a request's
+	// headers (from the end of the TLS handshake or the previous request).
+	// Default 5s; between 100ms and 1m.
+	ReadHeaderTimeout Duration `json:"readHeaderTimeout"`
+	// ReadTimeout is how long a client may take to send a whole request,
+	// headers and body. Default 10s; at least readHeaderTimeout, at most 5m.
+	ReadTimeout Duration `json:"readTimeout"`
 }
 
 // TLS is the serving certificate, reloaded when the files change.
@@ -165,6 +179,11 @@ type Limits struct {
 	MaxReferrers   int      `json:"maxReferrers"`   // referrers opened per digest; default 32
 	BundleBytes    int64    `json:"bundleBytes"`    // one bundle, payload or envelope; default 1 MiB
 	PredicateBytes int64    `json:"predicateBytes"` // attestation predicate carried into facts; default 64 KiB
+	// MaxConcurrentRequests bounds the /v1/* requests being handled at once;
+	// as many more wait for a slot, each at most half the budget, and the
+	// rest are shed with 503 "overloaded: …". /healthz, /readyz and /metrics
+	// are not limited. Default 128.
+	MaxConcurrentRequests int `json:"maxConcurrentRequests"`
 }
 
 // Digest configures the imagegate-digest provider used by mutation.
@@ -291,6 +310,11 @@ func (c *Config) SetDefaults() {
 	if c.Limits.PredicateBytes == 0 {
 		c.Limits.PredicateBytes = 64 << 10
 	}
+	if c.Limits.MaxConcurrentRequests == 0 {
+		c.Limits.MaxConcurrentRequests = 128
+	}
+	dur(&c.Server.ReadHeaderTimeout, 5*time.Second)
+	dur(&c.Server.ReadTimeout, 10*time.Second)
 	one := func(p **int) {
 		if *p == nil {
 			v := 1
@@ -346,11 +370,18 @@ func (c *Config) Validate() error {
 		{"limits.maxReferrers", int64(c.Limits.MaxReferrers)},
 		{"limits.bundleBytes", c.Limits.BundleBytes},
 		{"limits.predicateBytes", c.Limits.PredicateBytes},
+		{"limits.maxConcurrentRequests", int64(c.Limits.MaxConcurrentRequests)},
 	}
 	for _, p := range positive {
 		if p.v < 0 {
 			bad(p.name, "must be positive, got %d", p.v)
 		}
+	}
+	if rh := c.Server.ReadHeaderTimeout.D(); rh < 100*time.Millisecond || rh > time.Minute {
+		bad("server.readHeaderTimeout", "want a duration between 100ms and 1m, got %s", rh)
+	}
+	if rt := c.Server.ReadTimeout.D(); rt < c.Server.ReadHeaderTimeout.D() || rt > 5*time.Minute {
+		bad("server.readTimeout", "want a duration between server.readHeaderTimeout (%s) and 5m, got %s", c.Server.ReadHeaderTimeout.D(), rt)
 	}
 	if c.Policy.RegoVersion != "v1" && c.Policy.RegoVersion != "v0" {
 		bad("policy.regoVersion", "want \"v1\" or \"v0\", got %q", c.Policy.RegoVersion)

@@ -29,6 +29,9 @@ func TestParseErrorsNameTheField(t *testing.T) {
 		{desc: "key options for an unknown root", yaml: "trust:\n  keyOptions:\n    release: {requireTlog: true, trustedRoot: public-good}\n", want: `trust.keyOptions.release.trustedRoot: no trusted root "public-good"`},
 		{desc: "wrong type", yaml: "limits:\n  maxKeys: many\n", want: "maxKeys"},
 		{desc: "duplicate field", yaml: "listen: a\nlisten: b\n", want: "listen"},
+		{desc: "negative concurrency limit", yaml: "limits:\n  maxConcurrentRequests: -1\n", want: "limits.maxConcurrentRequests"},
+		{desc: "header timeout too short", yaml: "server:\n  readHeaderTimeout: 1ms\n", want: "server.readHeaderTimeout"},
+		{desc: "read timeout below header timeout", yaml: "server:\n  readHeaderTimeout: 20s\n  readTimeout: 10s\n", want: "server.readTimeout"},
 	} {
 		t.Run(tc.desc, func(t *testing.T) {
 			_, err := Parse([]byte(tc.yaml))
@@ -48,6 +51,10 @@ func TestDefaults(t *testing.T) {
 		c.Cache.TagTTL.D() != 30*time.Second || c.Limits.MaxKeys != 1000 || len(c.Registries.Allow) != 0 ||
 		c.Policy.Query != "data.imagegate.review.decision" {
 		t.Errorf("defaults = %+v", c)
+	}
+	if c.Limits.MaxConcurrentRequests != 128 || c.Server.ReadHeaderTimeout.D() != 5*time.Second || c.Server.ReadTimeout.D() != 10*time.Second {
+		t.Errorf("limits.maxConcurrentRequests, server.readHeaderTimeout, server.readTimeout = %d, %s, %s; want 128, 5s, 10s",
+			c.Limits.MaxConcurrentRequests, c.Server.ReadHeaderTimeout.D(), c.Server.ReadTimeout.D())
 	}
 	if err := c.ValidateServe(); err == nil {
 		t.Error("ValidateServe() with no TLS = nil, want an error")

@@ -315,10 +315,29 @@ func newRoundTripper(g *Guard, tlsConf *tls.Config) *roundTripper {
 	return &roundTripper{g: g, base: t}
 }
 
+// MaxRedirects is how many redirects one request may follow, as net/http's
+// default policy allows.
+const MaxRedirects = 10
+
+// ErrTooManyRedirects is returned for a request past MaxRedirects.
+var ErrTooManyRedirects = fmt.Errorf("guard: stopped after %d redirects", MaxRedirects)
+
 func (rt *roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 	if req.URL == nil {
 		closeBody(req)
 		return nil, errors.New("guard: request has no URL")
+	}
+	// go-containerregistry replaces http.Client's redirect policy with an
+	// SSRF check that allows every same-host redirect and never counts them:
+	// a registry redirecting to itself kept a fetch busy (and the registry
+	// hammered) until its deadline. net/http chains each hop to the redirect
+	// response that caused it, so the hops are counted here.
+	hops := 0
+	for r := req; r.Response != nil && r.Response.Request != nil; r = r.Response.Request {
+		if hops++; hops > MaxRedirects {
+			closeBody(req)
+			return nil, ErrTooManyRedirects
+		}
 	}
 	scheme := strings.ToLower(req.URL.Scheme)
 	switch scheme {

@@ -15,6 +15,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // fakeResolver maps host names to addresses and counts lookups.
@@ -703,6 +704,37 @@ func TestTransportRedirectToForbidden(t *testing.T) {
 				t.Errorf("dialled %q, want only %q", got, hostport)
 			}
 		})
+	}
+}
+
+// TestTransportRedirectLoop: go-containerregistry's http.Client replaces the
+// default redirect policy with an SSRF check that lets every same-host
+// redirect through, uncounted; the transport stops a loop itself.
+func TestTransportRedirectLoop(t *testing.T) {
+	var hits atomic.Int64
+	srv, _ := newCountingServer(t, false, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		http.Redirect(w, r, fmt.Sprintf("/v2/loop?n=%d", hits.Load()), http.StatusTemporaryRedirect)
+	}))
+	hostport := strings.TrimPrefix(srv.URL, "http://")
+	g := mustNew(t, Options{Allow: []string{hostport}, Insecure: []string{hostport}, Private: []string{hostport}})
+	// Like go-containerregistry's checkRedirectSSRF for same-host hops.
+	c := &http.Client{Transport: g.Transport(), CheckRedirect: func(*http.Request, []*http.Request) error { return nil }}
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL+"/v2/", nil)
+	resp, err := c.Do(req)
+	if err == nil {
+		resp.Body.Close()
+	}
+	if !errors.Is(err, ErrTooManyRedirects) {
+		t.Fatalf("GET %s looping = %v, want ErrTooManyRedirects", srv.URL, err)
+	}
+	if n := hits.Load(); n != MaxRedirects+1 {
+		t.Errorf("the server saw %d requests, want %d (the request and %d redirects)", n, MaxRedirects+1, MaxRedirects)
+	}
+	if errors.Is(err, ErrNotAllowed) {
+		t.Errorf("a redirect loop is not a refusal of the registry: %v", err)
 	}
 }
 

@@ -27,7 +27,7 @@ func classify(err error) facts.Code {
 	if errors.As(err, &fe) {
 		return fe.Code
 	}
-	if errors.Is(err, guard.ErrNotAllowed) {
+	if errors.Is(err, guard.ErrNotAllowed) || ssrfRefusal(err) {
 		return facts.CodeNotAllowed
 	}
 	if errors.Is(err, errTooLarge) {
@@ -105,4 +105,15 @@ func headLacksDigest(err error) bool {
 	return strings.Contains(msg, "did not include Docker-Content-Digest") ||
 		strings.Contains(msg, "did not include Content-Type") ||
 		strings.Contains(msg, "did not include Content-Length")
+}
+
+// ssrfRefusal reports go-containerregistry's own SSRF refusals: a redirect
+// to a private or link-local IP literal, a token realm (or a token-server
+// redirect) on one. They come before the guard's dialer sees the address,
+// as plain errors; without this they would be transient ("retry") while
+// the guard's refusal of the same address by name is registry_not_allowed.
+func ssrfRefusal(err error) bool {
+	msg := err.Error()
+	return strings.Contains(msg, "SSRF protection: redirect from ") ||
+		strings.Contains(msg, "is a private or link-local address")
 }

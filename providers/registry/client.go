@@ -221,7 +221,7 @@ func (c *Client) platforms(ctx context.Context, image string, repo name.Reposito
 			child := repo.Digest(m.Digest.String())
 			desc, err := c.puller.Get(gctx, child)
 			if err != nil {
-				return wrap(image, "get platform manifest "+m.Digest.String(), err)
+				return overDeclared(image, "get platform manifest "+m.Digest.String(), m.Size, err)
 			}
 			cfg, err := c.imageConfig(gctx, image, repo, desc.Manifest)
 			if err != nil {
@@ -258,15 +258,15 @@ func (c *Client) imageConfig(ctx context.Context, image string, repo name.Reposi
 	}
 	rc, err := layer.Compressed() // verifies size and digest while reading
 	if err != nil {
-		return nil, wrap(image, "get config "+m.Config.Digest.String(), err)
+		return nil, overDeclared(image, "get config "+m.Config.Digest.String(), m.Config.Size, err)
 	}
 	defer rc.Close()
 	b, err := io.ReadAll(io.LimitReader(rc, c.limits.ConfigBytes+1))
-	if err != nil {
-		return nil, wrap(image, "read config "+m.Config.Digest.String(), err)
+	if err == nil && int64(len(b)) > c.limits.ConfigBytes {
+		err = fmt.Errorf("config %s: %w (limit %d bytes)", m.Config.Digest, errTooLarge, c.limits.ConfigBytes)
 	}
-	if int64(len(b)) > c.limits.ConfigBytes {
-		return nil, facts.Errorf(facts.CodeInvalidContent, image, "config %s is larger than the limit of %d bytes", m.Config.Digest, c.limits.ConfigBytes)
+	if err != nil {
+		return nil, overDeclared(image, "read config "+m.Config.Digest.String(), m.Config.Size, err)
 	}
 	var cf v1.ConfigFile
 	if err := json.Unmarshal(b, &cf); err != nil {
@@ -287,4 +287,18 @@ func (c *Client) imageConfig(ctx context.Context, image string, repo name.Reposi
 		out.Labels = map[string]string{}
 	}
 	return out, nil
+}
+
+// overDeclared wraps an error fetching content whose descriptor declared its
+// size, which was checked against the limit before the fetch. A body over
+// the limit then is not the content the digest names (the digest pins the
+// size too): a registry fault like a digest mismatch, so transient. As
+// invalid_content it would be cached as a verdict on an image that is fine,
+// by imagegate for cache.negativeTTL and by Gatekeeper for minutes.
+func overDeclared(image, op string, declared int64, err error) error {
+	if declared > 0 && errors.Is(err, errTooLarge) {
+		return &facts.Error{Code: facts.CodeUnavailable, Image: image, Err: fmt.Errorf(
+			"%s: the registry sent more than the %d bytes its descriptor declares (not the content of its digest): %w", op, declared, describe(err))}
+	}
+	return wrap(image, op, err)
 }

@@ -172,11 +172,11 @@ func (v *Verifier) referrers(ctx context.Context, f Fetcher, image string, d nam
 			}
 			blob, err := f.Blob(gctx, image, d.Context().Digest(m.Layers[0].Digest.String()), v.o.MaxBundleBytes)
 			if err != nil {
-				if code := facts.CodeOf(err); code == facts.CodeNotFound || code == facts.CodeInvalidContent {
+				if facts.CodeOf(err) == facts.CodeNotFound {
 					results[i].Errors = append(results[i].Errors, fmt.Sprintf("%s: %v", where, err))
 					return nil
 				}
-				return err
+				return blobFault(image, where, m.Layers[0].Size, err)
 			}
 			results[i] = v.verifyBundle(where, blob, d)
 			return nil
@@ -267,11 +267,11 @@ func (v *Verifier) legacyTag(ctx context.Context, f Fetcher, image string, d nam
 		g.Go(func() error {
 			blob, err := f.Blob(gctx, image, d.Context().Digest(l.Digest.String()), v.o.MaxBundleBytes)
 			if err != nil {
-				if code := facts.CodeOf(err); code == facts.CodeNotFound || code == facts.CodeInvalidContent {
+				if facts.CodeOf(err) == facts.CodeNotFound {
 					results[i].Errors = []string{fmt.Sprintf("%s: %v", where, err)}
 					return nil
 				}
-				return err
+				return blobFault(image, where, l.Size, err)
 			}
 			if suffix == ".sig" {
 				results[i] = v.verifyLegacySig(where, blob, l.Annotations, d)
@@ -288,6 +288,21 @@ func (v *Verifier) legacyTag(ctx context.Context, f Fetcher, image string, d nam
 		res.add(r)
 	}
 	return res, nil
+}
+
+// blobFault is the error for a signature blob that could not be read. Its
+// descriptor declared a size within MaxBundleBytes (checked before the
+// fetch), so a body over the limit (invalid_content) is not the blob its
+// digest names: the registry failed to serve it, as with a digest mismatch.
+// That is "could not look" — recorded as a verification error instead, the
+// signature would silently drop out of facts cached for hours.
+func blobFault(image, where string, declared int64, err error) error {
+	var fe *facts.Error
+	if declared > 0 && errors.As(err, &fe) && fe.Code == facts.CodeInvalidContent {
+		return &facts.Error{Code: facts.CodeUnavailable, Image: image, Err: fmt.Errorf(
+			"%s: the registry sent more than the %d bytes its descriptor declares (not the content of its digest): %w", where, declared, fe.Err)}
+	}
+	return err
 }
 
 // simpleSigning is the part of cosign's simple-signing payload imagegate

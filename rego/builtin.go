@@ -74,23 +74,50 @@ func factsImpl(bctx oparego.BuiltinContext, arg *ast.Term) (*ast.Term, error) {
 		return nil, bad
 	}
 	type entry struct {
-		OK        bool         `json:"ok"`
-		Facts     *facts.Facts `json:"facts,omitempty"`
-		Error     string       `json:"error,omitempty"`
-		Transient bool         `json:"transient,omitempty"`
+		f   *facts.Facts
+		err error
 	}
 	results := lookup.Each(bctx.Context, keys, func(ctx context.Context, key string) entry {
 		f, err := src.Facts(ctx, key)
-		if err != nil {
-			return entry{Error: err.Error(), Transient: !facts.CodeOf(err).Definitive()}
-		}
-		return entry{OK: true, Facts: f}
+		return entry{f, err}
 	})
-	out := make(map[string]entry, len(keys))
+	out := make([][2]*ast.Term, 0, len(keys))
 	for i, k := range keys {
-		out[k] = results[i]
+		r := results[i]
+		var v *ast.Term
+		if r.err != nil {
+			items := [][2]*ast.Term{
+				ast.Item(ast.InternedTerm("ok"), ast.InternedTerm(false)),
+				ast.Item(ast.InternedTerm("error"), ast.StringTerm(r.err.Error())),
+			}
+			if !facts.CodeOf(r.err).Definitive() {
+				items = append(items, ast.Item(ast.InternedTerm("transient"), ast.InternedTerm(true)))
+			}
+			v = ast.ObjectTerm(items...)
+		} else {
+			fv, err := factsValue(r.f)
+			if err != nil {
+				return nil, err
+			}
+			v = ast.ObjectTerm(
+				ast.Item(ast.InternedTerm("ok"), ast.InternedTerm(true)),
+				ast.Item(ast.InternedTerm("facts"), ast.NewTerm(fv)),
+			)
+		}
+		out = append(out, ast.Item(ast.StringTerm(k), v))
 	}
-	b, err := json.Marshal(out)
+	return ast.ObjectTerm(out...), nil
+}
+
+// factsValues holds each Facts' Rego value, converted once: warm reviews
+// skip the JSON round trip.
+var factsValues facts.Memo[ast.Value]
+
+func factsValue(f *facts.Facts) (ast.Value, error) {
+	if v, ok := factsValues.Get(f); ok {
+		return v, nil
+	}
+	b, err := json.Marshal(f)
 	if err != nil {
 		return nil, err
 	}
@@ -98,7 +125,8 @@ func factsImpl(bctx oparego.BuiltinContext, arg *ast.Term) (*ast.Term, error) {
 	if err != nil {
 		return nil, err
 	}
-	return ast.NewTerm(v), nil
+	factsValues.Put(f, v)
+	return v, nil
 }
 
 // Capabilities are OPA's for this version without the disabled builtins.

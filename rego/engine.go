@@ -260,6 +260,15 @@ func load(dir string, v0 bool) (map[string]*ast.Module, map[string]any, string, 
 		}
 		docs = res.Documents
 	}
+	// The embedded library's reference.parse runs in Go (a policy.dir that
+	// brings its own imagegate.lib keeps its own parser).
+	for name, m := range mods {
+		if strings.HasPrefix(name, "embedded/") {
+			if err := fastParse(m); err != nil {
+				return nil, nil, fp, fmt.Errorf("policy: %s: %w", name, err)
+			}
+		}
+	}
 	c := ast.NewCompiler().WithCapabilities(Capabilities()).WithDefaultRegoVersion(ast.RegoV1).WithEnablePrintStatements(false)
 	c.Compile(mods)
 	if c.Failed() {

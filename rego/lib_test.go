@@ -17,7 +17,7 @@ import (
 
 // libCapabilities loads rego/capabilities.json, the capabilities every
 // bundled and user policy is checked against.
-func libCapabilities(t *testing.T) *ast.Capabilities {
+func libCapabilities(t testing.TB) *ast.Capabilities {
 	t.Helper()
 	caps, err := ast.LoadCapabilitiesFile("capabilities.json")
 	if err != nil {
@@ -103,7 +103,7 @@ func TestCapabilities(t *testing.T) {
 	}
 	// Everything else is this OPA's own set (the test binary's also holds
 	// builtins registered by Go code, such as imagegate.facts).
-	want := map[string]bool{"external_data": true, "imagegate.facts": true}
+	want := map[string]bool{"external_data": true, "imagegate.facts": true, "imagegate.parse_reference": true}
 	for _, b := range ast.CapabilitiesForThisVersion().Builtins {
 		want[b.Name] = true
 	}
@@ -281,7 +281,7 @@ type parsed struct {
 	ImplicitTag bool   `json:"implicitTag"`
 }
 
-func prepareParse(t *testing.T) oparego.PreparedEvalQuery {
+func prepareParse(t testing.TB) oparego.PreparedEvalQuery {
 	t.Helper()
 	src, err := os.ReadFile(filepath.Join("lib", "reference", "reference.rego"))
 	if err != nil {
@@ -299,7 +299,7 @@ func prepareParse(t *testing.T) oparego.PreparedEvalQuery {
 	return pq
 }
 
-func regoParse(t *testing.T, pq oparego.PreparedEvalQuery, key string) parsed {
+func regoParse(t testing.TB, pq oparego.PreparedEvalQuery, key string) parsed {
 	t.Helper()
 	rs, err := pq.Eval(t.Context(), oparego.EvalInput(key))
 	if err != nil {

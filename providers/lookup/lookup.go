@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -58,7 +59,7 @@ type Service struct {
 	gen      string
 	tags     *lru[v1.Descriptor]
 	facts    *lru[*facts.Facts]
-	refs     *lru[registry.Ref]
+	refs     *lru[*keyState]
 	negative *lru[error]
 	group    singleflight.Group
 	slots    chan struct{}
@@ -96,7 +97,7 @@ func New(o Options) (*Service, error) {
 		gen:      strconv.FormatUint(o.Generation, 10) + "|",
 		tags:     newLRU[v1.Descriptor](o.MaxEntries, o.Now),
 		facts:    newLRU[*facts.Facts](o.MaxEntries, o.Now),
-		refs:     newLRU[registry.Ref](o.MaxEntries, o.Now),
+		refs:     newLRU[*keyState](o.MaxEntries, o.Now),
 		negative: newLRU[error](o.MaxEntries, o.Now),
 		slots:    make(chan struct{}, o.MaxInFlight),
 	}, nil
@@ -106,27 +107,54 @@ func New(o Options) (*Service, error) {
 // Parsed references are kept (they depend only on the key and this
 // Service's configuration): warm requests skip the parser.
 func (s *Service) Parse(key string) (registry.Ref, error) {
-	ref, ok := s.refs.get(key)
-	if !ok {
-		var err error
-		if ref, err = registry.Parse(key, s.o.Insecure); err != nil {
-			return registry.Ref{}, err
-		}
-		s.refs.add(key, ref, time.Hour)
-	}
-	if err := s.o.Registry.Check(ref); err != nil {
+	ks, err := s.keyState(key)
+	if err != nil {
 		return registry.Ref{}, err
 	}
-	return ref, nil
+	return ks.ref, nil
+}
+
+// keyState is what a Service keeps per image key: the parsed reference and
+// the facts it last composed for the key.
+type keyState struct {
+	ref  registry.Ref
+	last atomic.Pointer[composed]
+}
+
+// composed is the facts answered for a key, and what they were made from.
+type composed struct {
+	base      *facts.Facts
+	tagDigest string
+	out       *facts.Facts
+}
+
+func (s *Service) keyState(key string) (*keyState, error) {
+	ks, ok := s.refs.get(key)
+	if !ok {
+		ref, err := registry.Parse(key, s.o.Insecure)
+		if err != nil {
+			return nil, err
+		}
+		ks = &keyState{ref: ref}
+		s.refs.add(key, ks, time.Hour)
+	}
+	if err := s.o.Registry.Check(ks.ref); err != nil {
+		return nil, err
+	}
+	return ks, nil
 }
 
 // Facts returns the facts for one image key. The returned value is shared with
 // the cache: callers must not modify it.
+//
+// While nothing changes, a key's facts are the same pointer on every call,
+// so callers may keep derived forms (JSON, Rego values) keyed by it.
 func (s *Service) Facts(ctx context.Context, key string) (*facts.Facts, error) {
-	ref, err := s.Parse(key)
+	ks, err := s.keyState(key)
 	if err != nil {
 		return nil, err
 	}
+	ref := ks.ref
 	var (
 		digest    string
 		tagDigest string
@@ -141,7 +169,7 @@ func (s *Service) Facts(ctx context.Context, key string) (*facts.Facts, error) {
 			if err != nil {
 				return nil, err
 			}
-			return s.compose(ref, f, d.Digest.String()), nil
+			return s.compose(ks, f, d.Digest.String()), nil
 		}
 		type res struct {
 			d   v1.Descriptor
@@ -160,7 +188,7 @@ func (s *Service) Facts(ctx context.Context, key string) (*facts.Facts, error) {
 		if r.err != nil {
 			return nil, r.err
 		}
-		return s.compose(ref, f, r.d.Digest.String()), nil
+		return s.compose(ks, f, r.d.Digest.String()), nil
 	case ref.Digest != nil:
 		digest = ref.Digest.DigestStr()
 	default:
@@ -180,7 +208,7 @@ func (s *Service) Facts(ctx context.Context, key string) (*facts.Facts, error) {
 	if err != nil {
 		return nil, err
 	}
-	return s.compose(ref, f, tagDigest), nil
+	return s.compose(ks, f, tagDigest), nil
 }
 
 // warm finishes, detached from the caller, a tag key's lookup that the caller
@@ -231,11 +259,15 @@ func (s *Service) Digest(ctx context.Context, key string) (Pinned, error) {
 	return p, nil
 }
 
-func (s *Service) compose(ref registry.Ref, cached *facts.Facts, tagDigest string) *facts.Facts {
+func (s *Service) compose(ks *keyState, cached *facts.Facts, tagDigest string) *facts.Facts {
+	if c := ks.last.Load(); c != nil && c.base == cached && c.tagDigest == tagDigest {
+		return c.out
+	}
 	f := *cached
-	f.Image = ref.Key
-	f.Reference = ref.Facts
+	f.Image = ks.ref.Key
+	f.Reference = ks.ref.Facts
 	f.TagDigest = tagDigest
+	ks.last.Store(&composed{base: cached, tagDigest: tagDigest, out: &f})
 	return &f
 }
 

@@ -103,6 +103,21 @@ lint: $(TOOLS_BIN)/golangci-lint
 tidy:
 	go mod tidy
 
+# fuzz: every Go fuzz target (func Fuzz* in a _test.go file) for FUZZTIME
+# each, one after another. `go test` (make test) already runs every target's
+# seed corpus (testdata/fuzz/<Name> and f.Add seeds); a failure found here
+# is written to testdata/fuzz/<Name>/ and becomes a seed once committed.
+# One target: make fuzz FUZZ_RUN=FuzzDescribe
+FUZZTIME ?= 10s
+FUZZ_RUN ?= .
+.PHONY: fuzz
+fuzz:
+	@set -e; for dir in $$(grep -rl --include='*_test.go' '^func Fuzz' . | xargs -n1 dirname | sort -u); do \
+	  for f in $$(grep -h '^func Fuzz' $$dir/*_test.go | sed 's/^func \(Fuzz[A-Za-z0-9_]*\).*/\1/' | grep -E '$(FUZZ_RUN)'); do \
+	    echo "== $$dir $$f ($(FUZZTIME))"; go test -run '^$$' -fuzz "^$$f\$$" -fuzztime $(FUZZTIME) $$dir; \
+	  done; \
+	done
+
 # bench: performance (issue #7; method and figures in BENCHMARKS.md). Not
 # part of `make test`. First the Go micro-benchmarks of the hot paths
 # (benchstat-comparable: $(BENCH_OUT)/micro.txt, summarised by benchstat in

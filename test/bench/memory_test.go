@@ -55,6 +55,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -75,6 +76,12 @@ import (
 type synthReg struct {
 	host     string
 	requests atomic.Int64
+	// repos > 0 spreads the images over that many repositories (image n in
+	// synth/app-<n mod repos>); 0 gives every image its own repository.
+	repos int
+	// byDigest maps the manifest and config digests of every image key
+	// returned to the image number (the tag names it too: v<n>).
+	byDigest sync.Map
 }
 
 // synthImage is image n: its manifest, config and their digests.
@@ -156,13 +163,28 @@ func (s *synthReg) serve(w http.ResponseWriter, r *http.Request) {
 		synthError(w, http.StatusNotFound, "NAME_UNKNOWN")
 		return
 	}
-	n, err := strconv.Atoi(rest[:6])
-	if err != nil {
+	if _, err := strconv.Atoi(rest[:6]); err != nil {
 		synthError(w, http.StatusNotFound, "NAME_UNKNOWN")
 		return
 	}
 	kind, ref, _ := strings.Cut(rest[7:], "/")
-	im := newSynthImage(n)
+	n := -1
+	if v, ok := s.byDigest.Load(ref); ok {
+		n = v.(int)
+	} else if t, ok := strings.CutPrefix(ref, "v"); ok {
+		if i, err := strconv.Atoi(t); err == nil {
+			n = i
+		}
+	}
+	if n < 0 && kind != "referrers" {
+		code := "MANIFEST_UNKNOWN" // .sig, .att, referrers fallback tags
+		if kind == "blobs" {
+			code = "BLOB_UNKNOWN"
+		}
+		synthError(w, http.StatusNotFound, code)
+		return
+	}
+	im := newSynthImage(max(n, 0))
 	send := func(mediaType string, body []byte, digest string) {
 		w.Header().Set("Content-Type", mediaType)
 		w.Header().Set("Content-Length", strconv.Itoa(len(body)))
@@ -174,7 +196,7 @@ func (s *synthReg) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	switch kind {
 	case "manifests":
-		if ref == "v1" || ref == im.digest {
+		if ref == "v"+strconv.Itoa(n) || ref == im.digest {
 			send("application/vnd.oci.image.manifest.v1+json", im.manifest, im.digest)
 			return
 		}
@@ -193,13 +215,19 @@ func (s *synthReg) serve(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// key is image n as repo:tag@digest (tag false: repo@digest).
+// key is image n as repo:v<n>@digest (tag false: repo@digest).
 func (s *synthReg) key(n int, tag bool) string {
-	d := newSynthImage(n).digest
-	if tag {
-		return fmt.Sprintf("%s/synth/app-%06d:v1@%s", s.host, n, d)
+	im := newSynthImage(n)
+	s.byDigest.Store(im.digest, n)
+	s.byDigest.Store(im.configDigest, n)
+	r := n
+	if s.repos > 0 {
+		r = n % s.repos
 	}
-	return fmt.Sprintf("%s/synth/app-%06d@%s", s.host, n, d)
+	if tag {
+		return fmt.Sprintf("%s/synth/app-%06d:v%d@%s", s.host, r, n, im.digest)
+	}
+	return fmt.Sprintf("%s/synth/app-%06d@%s", s.host, r, im.digest)
 }
 
 // procStatus is a field of /proc/PID/status in bytes ("VmRSS", "VmHWM").
@@ -295,6 +323,12 @@ func TestMemory(t *testing.T) {
 	e := newEnv(t)
 	loadStart := readFile("/proc/loadavg")
 	reg := startSynthReg(t)
+	reg.repos = envInt(t, "BENCH_MEMORY_REPOS", 0)
+	parts := os.Getenv("BENCH_MEMORY_PARTS")
+	if parts == "" {
+		parts = "cached,bound,per-entry"
+	}
+	part := func(name string) bool { return slices.Contains(strings.Split(parts, ","), name) }
 	key := signaturetest.NewSigningKey(t)
 	pub := key.WritePublicKey(t, e.work)
 
@@ -322,7 +356,11 @@ func TestMemory(t *testing.T) {
 
 	w := &strings.Builder{}
 	fmt.Fprintf(w, "Memory — %s, %s, nproc %d; loadavg at start: %s\n\n", time.Now().UTC().Format(time.RFC3339), cpuModel(), runtime.NumCPU(), loadStart)
-	fmt.Fprintf(w, "imagegate serve as a process; %d distinct keys `host/synth/app-NNNNNN:v1@sha256:…` (synthetic unsigned single-platform images, a key configured so each goes through signature discovery) sent to POST /v1/externaldata/facts in batches of %d.\n\n", total, batch)
+	repos := "each in its own repository"
+	if reg.repos > 0 {
+		repos = fmt.Sprintf("spread over %d repositories", reg.repos)
+	}
+	fmt.Fprintf(w, "Parts: %s. imagegate serve as a process; %d distinct keys `host/synth/app-NNNNNN:vN@sha256:…` (synthetic unsigned single-platform images, %s; a key configured so each goes through signature discovery) sent to POST /v1/externaldata/facts in batches of %d.\n\n", parts, total, repos, batch)
 
 	var results struct {
 		fillRSS, fillHWM, idleRSS int64
@@ -371,201 +409,211 @@ func TestMemory(t *testing.T) {
 	}
 
 	// Part 1: every key cached.
-	ig, ss := fill(max(total, 100_000))
-	perLookup := float64(ss[len(ss)-1].requests)
-	for _, s := range ss[1 : len(ss)-1] {
-		perLookup += float64(s.requests)
-	}
-	perLookup /= float64(total)
-	end := ss[len(ss)-1]
-	results.fillRSS, results.fillHWM = end.rss, end.hwm
-	fmt.Fprintf(w, "### cache.maxEntries %d: every key cached\n\n", max(total, 100_000))
-	sampleTable(w, ss)
-	warmFirst := again(ig, 0, min(batch, total))
-	if warmFirst != 0 {
-		t.Errorf("maxEntries %d: the first %d keys again caused %d registry requests, want 0 (all cached)", max(total, 100_000), batch, warmFirst)
-	}
-	fmt.Fprintf(w, "\nRegistry requests per cold lookup: %.2f. The first %d keys sent again: %d registry requests (all %d still cached).\n\n", perLookup, batch, warmFirst, total)
-
-	// Load on top of the full cache: 100-key requests, 8 workers, RSS sampled.
-	body := filepath.Join(e.work, "memory-load.json")
-	req, _ := json.Marshal(externaldata.NewProviderRequest(keys[total-100:]))
-	write(t, body, req)
-	var peak atomic.Int64
-	stopSampling := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		for {
-			if r := procStatus(ig.cmd.Process.Pid, "VmRSS"); r > peak.Load() {
-				peak.Store(r)
-			}
-			select {
-			case <-stopSampling:
-				return
-			case <-time.After(50 * time.Millisecond):
-			}
+	if part("cached") {
+		ig, ss := fill(max(total, 100_000))
+		perLookup := float64(ss[len(ss)-1].requests)
+		for _, s := range ss[1 : len(ss)-1] {
+			perLookup += float64(s.requests)
 		}
-	})
-	lr := e.load(ig, "facts", ig.base+"/v1/externaldata/facts", body, 100, 8, 0, `"idempotent":true`, `"error":`)
-	close(stopSampling)
-	wg.Wait()
-	afterLoad := e.sample(ig, total, reg, new(int64), time.Now())
-	fmt.Fprintf(w, "**Under load** (loadgen, 100 cached keys per request, 8 workers, %v): %.0f keys/s, p99 %.2f ms; VmRSS peak %s MiB (sampled every 50 ms), after %s MiB; VmHWM %s MiB.\n\n",
-		e.duration, lr.KeysPerS, lr.P99Ms, mib(float64(peak.Load())), mib(float64(afterLoad.rss)), mib(float64(afterLoad.hwm)))
-
-	if idle > 0 {
-		m0 := e.goMetrics(ig.base)
-		deadline := time.Now().Add(idle)
-		gcs := m0["go_gc_duration_seconds_count"]
-		for time.Now().Before(deadline) {
-			time.Sleep(2 * time.Second)
-			if m := e.goMetrics(ig.base); m["go_gc_duration_seconds_count"] > gcs && time.Since(deadline.Add(-idle)) > 5*time.Second {
-				break
-			}
+		perLookup /= float64(total)
+		end := ss[len(ss)-1]
+		results.fillRSS, results.fillHWM = end.rss, end.hwm
+		fmt.Fprintf(w, "### cache.maxEntries %d: every key cached\n\n", max(total, 100_000))
+		sampleTable(w, ss)
+		warmFirst := again(ig, 0, min(batch, total))
+		if warmFirst != 0 {
+			t.Errorf("maxEntries %d: the first %d keys again caused %d registry requests, want 0 (all cached)", max(total, 100_000), batch, warmFirst)
 		}
-		time.Sleep(3 * time.Second) // let the scavenger act on what the GC freed
-		s := e.sample(ig, total, reg, new(int64), deadline.Add(-idle))
-		results.idleRSS = s.rss
-		fmt.Fprintf(w, "**Idle, after the runtime's periodic GC** (%.0f s after the load, GC cycles %v → %v): VmRSS %s MiB, Go heap in use %s MiB, Go sys %s MiB.\n\n",
-			s.secs, m0["go_gc_duration_seconds_count"], e.goMetrics(ig.base)["go_gc_duration_seconds_count"], mib(float64(s.rss)), mib(s.heapInuse), mib(s.heapGo))
+		fmt.Fprintf(w, "\nRegistry requests per cold lookup: %.2f. The first %d keys sent again: %d registry requests (all %d still cached).\n\n", perLookup, batch, warmFirst, total)
+
+		// Load on top of the full cache: 100-key requests, 8 workers, RSS sampled.
+		body := filepath.Join(e.work, "memory-load.json")
+		req, _ := json.Marshal(externaldata.NewProviderRequest(keys[total-100:]))
+		write(t, body, req)
+		var peak atomic.Int64
+		stopSampling := make(chan struct{})
+		var wg sync.WaitGroup
+		wg.Go(func() {
+			for {
+				if r := procStatus(ig.cmd.Process.Pid, "VmRSS"); r > peak.Load() {
+					peak.Store(r)
+				}
+				select {
+				case <-stopSampling:
+					return
+				case <-time.After(50 * time.Millisecond):
+				}
+			}
+		})
+		lr := e.load(ig, "facts", ig.base+"/v1/externaldata/facts", body, 100, 8, 0, `"idempotent":true`, `"error":`)
+		close(stopSampling)
+		wg.Wait()
+		afterLoad := e.sample(ig, total, reg, new(int64), time.Now())
+		fmt.Fprintf(w, "**Under load** (loadgen, 100 cached keys per request, 8 workers, %v): %.0f keys/s, p99 %.2f ms; VmRSS peak %s MiB (sampled every 50 ms), after %s MiB; VmHWM %s MiB.\n\n",
+			e.duration, lr.KeysPerS, lr.P99Ms, mib(float64(peak.Load())), mib(float64(afterLoad.rss)), mib(float64(afterLoad.hwm)))
+
+		if idle > 0 {
+			m0 := e.goMetrics(ig.base)
+			deadline := time.Now().Add(idle)
+			gcs := m0["go_gc_duration_seconds_count"]
+			for time.Now().Before(deadline) {
+				time.Sleep(2 * time.Second)
+				if m := e.goMetrics(ig.base); m["go_gc_duration_seconds_count"] > gcs && time.Since(deadline.Add(-idle)) > 5*time.Second {
+					break
+				}
+			}
+			time.Sleep(3 * time.Second) // let the scavenger act on what the GC freed
+			s := e.sample(ig, total, reg, new(int64), deadline.Add(-idle))
+			results.idleRSS = s.rss
+			fmt.Fprintf(w, "**Idle, after the runtime's periodic GC** (%.0f s after the load, GC cycles %v → %v): VmRSS %s MiB, Go heap in use %s MiB, Go sys %s MiB.\n\n",
+				s.secs, m0["go_gc_duration_seconds_count"], e.goMetrics(ig.base)["go_gc_duration_seconds_count"], mib(float64(s.rss)), mib(s.heapInuse), mib(s.heapGo))
+		}
+		ig.stop()
 	}
-	ig.stop()
 
 	// Part 2: the default bound.
-	ig, ss = fill(10_000)
-	fmt.Fprintf(w, "### cache.maxEntries 10000 (default): %d distinct keys go through\n\n", total)
-	sampleTable(w, ss)
-	lastBatch := again(ig, total-batch, total)
-	firstBatch := again(ig, 0, batch)
-	if lastBatch != 0 {
-		t.Errorf("maxEntries 10000: the last %d keys again caused %d registry requests, want 0", batch, lastBatch)
+	if part("bound") {
+		ig, ss := fill(10_000)
+		fmt.Fprintf(w, "### cache.maxEntries 10000 (default): %d distinct keys go through\n\n", total)
+		sampleTable(w, ss)
+		lastBatch := again(ig, total-batch, total)
+		firstBatch := again(ig, 0, batch)
+		if lastBatch != 0 {
+			t.Errorf("maxEntries 10000: the last %d keys again caused %d registry requests, want 0", batch, lastBatch)
+		}
+		if firstBatch == 0 {
+			t.Errorf("maxEntries 10000: the first %d keys of %d were still cached", batch, total)
+		}
+		fmt.Fprintf(w, "\nThe last %d keys again: %d registry requests (cached). The first %d keys again: %d registry requests (evicted: the bound holds).\n\n", batch, lastBatch, batch, firstBatch)
+		ig.stop()
 	}
-	if firstBatch == 0 {
-		t.Errorf("maxEntries 10000: the first %d keys of %d were still cached", batch, total)
-	}
-	fmt.Fprintf(w, "\nThe last %d keys again: %d registry requests (cached). The first %d keys again: %d registry requests (evicted: the bound holds).\n\n", batch, lastBatch, batch, firstBatch)
-	ig.stop()
 
 	// Part 3: bytes per entry, in process.
-	fmt.Fprintf(w, "### Bytes per cache entry (in process, `server.NewLookup`, %d keys per fill, live heap after runtime.GC)\n\n", inproc)
-	// measure is the live heap a Service holds after fill, per key: warm
-	// runs first and is not counted (connection pools, the verifier's lazy
-	// state), then fill, each between two runtime.GC.
-	measure := func(cfg *config.Config, warm, fill func(s *lookup.Service), n int) float64 {
-		svc, err := server.NewLookup(cfg, nil, 1)
-		if err != nil {
-			t.Fatal(err)
+	if part("per-entry") {
+		fmt.Fprintf(w, "### Bytes per cache entry (in process, `server.NewLookup`, %d keys per fill, live heap after runtime.GC)\n\n", inproc)
+		// measure is the live heap a Service holds after fill, per key: warm
+		// runs first and is not counted (connection pools, the verifier's lazy
+		// state), then fill, each between two runtime.GC.
+		measure := func(cfg *config.Config, warm, fill func(s *lookup.Service), n int) float64 {
+			svc, err := server.NewLookup(cfg, nil, 1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if warm != nil {
+				warm(svc)
+			}
+			var a, b runtime.MemStats
+			runtime.GC()
+			runtime.GC()
+			runtime.ReadMemStats(&a)
+			fill(svc)
+			runtime.GC()
+			runtime.GC()
+			runtime.ReadMemStats(&b)
+			runtime.KeepAlive(svc)
+			return float64(int64(b.HeapAlloc)-int64(a.HeapAlloc)) / float64(n)
 		}
-		if warm != nil {
-			warm(svc)
+		parallel := func(n int, f func(i int)) {
+			var wg sync.WaitGroup
+			next := atomic.Int64{}
+			for range 64 {
+				wg.Go(func() {
+					for i := int(next.Add(1) - 1); i < n; i = int(next.Add(1) - 1) {
+						f(i)
+					}
+				})
+			}
+			wg.Wait()
 		}
-		var a, b runtime.MemStats
-		runtime.GC()
-		runtime.GC()
-		runtime.ReadMemStats(&a)
-		fill(svc)
-		runtime.GC()
-		runtime.GC()
-		runtime.ReadMemStats(&b)
-		runtime.KeepAlive(svc)
-		return float64(int64(b.HeapAlloc)-int64(a.HeapAlloc)) / float64(n)
-	}
-	parallel := func(n int, f func(i int)) {
-		var wg sync.WaitGroup
-		next := atomic.Int64{}
-		for range 64 {
-			wg.Go(func() {
-				for i := int(next.Add(1) - 1); i < n; i = int(next.Add(1) - 1) {
-					f(i)
-				}
-			})
+		cfg := baseCfg(max(inproc, 100_000) + 1000)
+		tagKeys, digestKeys := make([]string, inproc), make([]string, inproc)
+		for i := range inproc {
+			// Other images than parts 1–2 (nothing shared with them).
+			tagKeys[i], digestKeys[i] = reg.key(200_000+i, true), reg.key(300_000+i, false)
 		}
-		wg.Wait()
-	}
-	cfg := baseCfg(max(inproc, 100_000) + 1000)
-	tagKeys, digestKeys := make([]string, inproc), make([]string, inproc)
-	for i := range inproc {
-		// Other images than parts 1–2 (nothing shared with them).
-		tagKeys[i], digestKeys[i] = reg.key(200_000+i, true), reg.key(300_000+i, false)
-	}
-	factsOf := func(keys []string) func(s *lookup.Service) {
-		return func(s *lookup.Service) {
-			parallel(len(keys), func(i int) {
-				if _, err := s.Facts(context.Background(), keys[i]); err != nil {
-					t.Errorf("%s: %v", keys[i], err)
-				}
-			})
+		factsOf := func(keys []string) func(s *lookup.Service) {
+			return func(s *lookup.Service) {
+				parallel(len(keys), func(i int) {
+					if _, err := s.Facts(context.Background(), keys[i]); err != nil {
+						t.Errorf("%s: %v", keys[i], err)
+					}
+				})
+			}
 		}
-	}
-	parseOf := func(keys []string) func(s *lookup.Service) {
-		return func(s *lookup.Service) {
-			for _, k := range keys {
-				if _, err := s.Parse(k); err != nil {
-					t.Fatalf("%s: %v", k, err)
+		parseOf := func(keys []string) func(s *lookup.Service) {
+			return func(s *lookup.Service) {
+				for _, k := range keys {
+					if _, err := s.Parse(k); err != nil {
+						t.Fatalf("%s: %v", k, err)
+					}
 				}
 			}
 		}
-	}
-	// The first warmN keys of each fill warm the Service; the rest count.
-	const warmN = 64
-	refsTag := measure(cfg, nil, parseOf(tagKeys), inproc)
-	refsDigest := measure(cfg, nil, parseOf(digestKeys), inproc)
-	digestAll := measure(cfg, factsOf(digestKeys[:warmN]), factsOf(digestKeys[warmN:]), inproc-warmN)
-	// Other images for the tag+digest fill (the synthetic registry has no
-	// state, but different names keep the two fills independent anyway).
-	for i := range inproc {
-		tagKeys[i] = reg.key(400_000+i, true)
-	}
-	tagAll := measure(cfg, factsOf(tagKeys[:warmN]), factsOf(tagKeys[warmN:]), inproc-warmN)
-	factsEntry := digestAll - refsDigest
-	tagEntry := tagAll - refsTag - factsEntry
+		// The first warmN keys of each fill warm the Service; the rest count.
+		const warmN = 64
+		refsTag := measure(cfg, nil, parseOf(tagKeys), inproc)
+		refsDigest := measure(cfg, nil, parseOf(digestKeys), inproc)
+		digestAll := measure(cfg, factsOf(digestKeys[:warmN]), factsOf(digestKeys[warmN:]), inproc-warmN)
+		// Other images for the tag+digest fill (the synthetic registry has no
+		// state, but different names keep the two fills independent anyway).
+		for i := range inproc {
+			tagKeys[i] = reg.key(400_000+i, true)
+		}
+		tagAll := measure(cfg, factsOf(tagKeys[:warmN]), factsOf(tagKeys[warmN:]), inproc-warmN)
+		factsEntry := digestAll - refsDigest
+		tagEntry := tagAll - refsTag - factsEntry
 
-	// Signed entries: the benchfix fixture (keyless bundle, verified).
-	const signedN = 300
-	im := benchfix.Signed(t, warmN+signedN)
-	scfg := im.Config(t)
-	scfg.Cache.MaxEntries = cfg.Cache.MaxEntries
-	var sample []byte
-	signedOf := func(keys []string) func(s *lookup.Service) {
-		return func(s *lookup.Service) {
-			parallel(len(keys), func(i int) {
-				f, err := s.Facts(context.Background(), keys[i])
-				if err != nil || len(f.Signatures) == 0 {
-					t.Errorf("%s: %v, facts %+v", keys[i], err, f)
-					return
-				}
-				if i == 0 {
-					sample, _ = json.MarshalIndent(f, "", "  ")
-				}
-			})
+		// Signed entries: the benchfix fixture (keyless bundle, verified).
+		const signedN = 300
+		im := benchfix.Signed(t, warmN+signedN)
+		scfg := im.Config(t)
+		scfg.Cache.MaxEntries = cfg.Cache.MaxEntries
+		var sample []byte
+		signedOf := func(keys []string) func(s *lookup.Service) {
+			return func(s *lookup.Service) {
+				parallel(len(keys), func(i int) {
+					f, err := s.Facts(context.Background(), keys[i])
+					if err != nil || len(f.Signatures) == 0 {
+						t.Errorf("%s: %v, facts %+v", keys[i], err, f)
+						return
+					}
+					if i == 0 {
+						sample, _ = json.MarshalIndent(f, "", "  ")
+					}
+				})
+			}
 		}
+		signedAll := measure(scfg, signedOf(im.Keys[:warmN]), signedOf(im.Keys[warmN:]), signedN)
+		var unsignedSample []byte
+		measure(cfg, nil, func(s *lookup.Service) {
+			f, err := s.Facts(context.Background(), reg.key(500_000, true))
+			if err != nil {
+				t.Fatal(err)
+			}
+			unsignedSample, _ = json.MarshalIndent(f, "", "  ")
+		}, 1)
+		fmt.Fprintf(w, "| what | bytes per key |\n|---|---|\n")
+		fmt.Fprintf(w, "| parsed reference (refs cache), `repo:tag@digest` key | %.0f |\n", refsTag)
+		fmt.Fprintf(w, "| parsed reference (refs cache), `repo@digest` key | %.0f |\n", refsDigest)
+		fmt.Fprintf(w, "| facts (facts cache), unsigned synthetic image | %.0f |\n", factsEntry)
+		fmt.Fprintf(w, "| tag → digest (tag cache) | %.0f |\n", tagEntry)
+		fmt.Fprintf(w, "| **all caches, `repo:tag@digest` key, unsigned** | **%.0f** |\n", tagAll)
+		fmt.Fprintf(w, "| all caches, `repo@digest` key, unsigned | %.0f |\n", digestAll)
+		fmt.Fprintf(w, "| all caches, `repo:tag@digest` key, keyless-signed (benchfix, %d keys) | %.0f |\n", signedN, signedAll)
+		fmt.Fprintf(w, "\nEach fill: %d keys warm the Service first (connection pools, lazily built verifier state) and are not counted. The in-process registry handler shares the heap; its garbage is collected before each reading.\n\n", warmN)
+		compact := func(b []byte) int { var c bytes.Buffer; _ = json.Compact(&c, b); return c.Len() }
+		fmt.Fprintf(w, "Facts JSON as served: unsigned synthetic image %d bytes, keyless-signed fixture image %d bytes.\n\n", compact(unsignedSample), compact(sample))
+		fmt.Fprintf(w, "<details><summary>The two facts objects</summary>\n\n```json\n%s\n```\n\n```json\n%s\n```\n\n</details>\n\n", unsignedSample, sample)
+		fmt.Fprintf(w, "From these, 100,000 keyless-signed `repo:tag@digest` keys hold about %s MiB of live heap.\n\n", mib(signedAll*100_000))
 	}
-	signedAll := measure(scfg, signedOf(im.Keys[:warmN]), signedOf(im.Keys[warmN:]), signedN)
-	var unsignedSample []byte
-	measure(cfg, nil, func(s *lookup.Service) {
-		f, err := s.Facts(context.Background(), reg.key(500_000, true))
-		if err != nil {
-			t.Fatal(err)
+	if results.fillRSS > 0 {
+		fmt.Fprintf(w, "Target: RSS ≤ 256 MiB with 100,000 cached digests. Measured VmRSS after the fill: %s MiB (VmHWM %s MiB)", mib(float64(results.fillRSS)), mib(float64(results.fillHWM)))
+		if results.idleRSS > 0 {
+			fmt.Fprintf(w, ", idle after GC: %s MiB", mib(float64(results.idleRSS)))
 		}
-		unsignedSample, _ = json.MarshalIndent(f, "", "  ")
-	}, 1)
-	fmt.Fprintf(w, "| what | bytes per key |\n|---|---|\n")
-	fmt.Fprintf(w, "| parsed reference (refs cache), `repo:tag@digest` key | %.0f |\n", refsTag)
-	fmt.Fprintf(w, "| parsed reference (refs cache), `repo@digest` key | %.0f |\n", refsDigest)
-	fmt.Fprintf(w, "| facts (facts cache), unsigned synthetic image | %.0f |\n", factsEntry)
-	fmt.Fprintf(w, "| tag → digest (tag cache) | %.0f |\n", tagEntry)
-	fmt.Fprintf(w, "| **all caches, `repo:tag@digest` key, unsigned** | **%.0f** |\n", tagAll)
-	fmt.Fprintf(w, "| all caches, `repo@digest` key, unsigned | %.0f |\n", digestAll)
-	fmt.Fprintf(w, "| all caches, `repo:tag@digest` key, keyless-signed (benchfix, %d keys) | %.0f |\n", signedN, signedAll)
-	fmt.Fprintf(w, "\nEach fill: %d keys warm the Service first (connection pools, lazily built verifier state) and are not counted. The in-process registry handler shares the heap; its garbage is collected before each reading.\n\n", warmN)
-	compact := func(b []byte) int { var c bytes.Buffer; _ = json.Compact(&c, b); return c.Len() }
-	fmt.Fprintf(w, "Facts JSON as served: unsigned synthetic image %d bytes, keyless-signed fixture image %d bytes.\n\n", compact(unsignedSample), compact(sample))
-	fmt.Fprintf(w, "<details><summary>The two facts objects</summary>\n\n```json\n%s\n```\n\n```json\n%s\n```\n\n</details>\n\n", unsignedSample, sample)
-	fmt.Fprintf(w, "Target: RSS ≤ 256 MiB with 100,000 cached digests. Measured VmRSS after the fill: %s MiB (VmHWM %s MiB)", mib(float64(results.fillRSS)), mib(float64(results.fillHWM)))
-	if results.idleRSS > 0 {
-		fmt.Fprintf(w, ", idle after GC: %s MiB", mib(float64(results.idleRSS)))
+		fmt.Fprintf(w, ".\n\n")
 	}
-	fmt.Fprintf(w, ". Estimate from the in-process figures for 100,000 signed `repo:tag@digest` keys: %s MiB of live heap.\n\nloadavg at the end: %s\n", mib(signedAll*100_000), readFile("/proc/loadavg"))
+	fmt.Fprintf(w, "loadavg at the end: %s\n", readFile("/proc/loadavg"))
 
 	out := os.Getenv("BENCH_OUT")
 	if out == "" {
@@ -574,6 +622,10 @@ func TestMemory(t *testing.T) {
 	if err := os.MkdirAll(out, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	write(t, filepath.Join(out, "memory.md"), []byte(w.String()))
-	t.Logf("results in %s/memory.md:\n%s", out, w)
+	file := "memory.md"
+	if reg.repos > 0 || parts != "cached,bound,per-entry" {
+		file = fmt.Sprintf("memory-repos%d-%s.md", reg.repos, strings.ReplaceAll(parts, ",", "+"))
+	}
+	write(t, filepath.Join(out, file), []byte(w.String()))
+	t.Logf("results in %s/%s:\n%s", out, file, w)
 }

@@ -141,10 +141,8 @@ func (v *Verifier) referrers(ctx context.Context, f Fetcher, image string, d nam
 	if err != nil {
 		return res, err
 	}
-	// Bundles first, so a flood of other artifacts cannot crowd them out.
-	sort.SliceStable(descs, func(i, j int) bool {
-		return strings.HasPrefix(descs[i].ArtifactType, BundleMediaTypePrefix) && !strings.HasPrefix(descs[j].ArtifactType, BundleMediaTypePrefix)
-	})
+	// Likely bundles first, so a flood of other artifacts cannot crowd them out.
+	sort.SliceStable(descs, func(i, j int) bool { return referrerRank(descs[i]) < referrerRank(descs[j]) })
 	if len(descs) > v.o.MaxReferrers {
 		res.Errors = append(res.Errors, fmt.Sprintf("%d referrers of %s, only the first %d were checked", len(descs), d.DigestStr(), v.o.MaxReferrers))
 		descs = descs[:v.o.MaxReferrers]
@@ -190,6 +188,35 @@ func (v *Verifier) referrers(ctx context.Context, f Fetcher, image string, d nam
 	}
 	return res, nil
 }
+
+// referrerRank orders referrers for opening, the likeliest Sigstore bundles
+// first. Ranking on a bundle artifactType alone was not enough: registries
+// that report the config media type as artifactType (go-containerregistry's
+// registry does) list a cosign bundle as application/vnd.oci.empty.v1+json,
+// so a few thousand SBOM referrers listed before it pushed it out of the
+// MaxReferrers that are opened. Such listings still carry the manifest's
+// annotations, which cosign sets; an artifactType that names something else
+// (an SBOM, a Notary signature) goes last.
+func referrerRank(d v1.Descriptor) int {
+	switch {
+	case strings.HasPrefix(d.ArtifactType, BundleMediaTypePrefix):
+		return 0
+	case d.Annotations[bundleContentAnnotation] != "" || d.Annotations[bundlePredicateTypeAnnotation] != "":
+		return 1
+	case d.ArtifactType == "" || d.ArtifactType == emptyConfigMediaType:
+		return 2 // cannot tell without opening it
+	default:
+		return 3
+	}
+}
+
+// Annotations cosign puts on a bundle referrer's manifest, and the config
+// media type of such a manifest.
+const (
+	bundleContentAnnotation       = "dev.sigstore.bundle.content"
+	bundlePredicateTypeAnnotation = "dev.sigstore.bundle.predicateType"
+	emptyConfigMediaType          = "application/vnd.oci.empty.v1+json"
+)
 
 // verifyBundle verifies one v0.x Sigstore bundle against the image digest.
 func (v *Verifier) verifyBundle(where string, blob []byte, d name.Digest) Result {

@@ -31,9 +31,23 @@ import (
 // For every fault: the answer is a per-key error with the right stable code
 // (definitive) or the key left out with a systemError (transient), within
 // the budget plus slack; nothing wrong is cached — once the fault is cleared
-// the next request (for a definitive answer: after cache.negativeTTL) gets
+// (for a definitive answer: and cache.negativeTTL has passed) the answers are
+// transient at most until a fetch still running in the background ends, then
 // the correct facts, and a transient fault is looked up again; huge bodies
 // are not read much past the limit.
+//
+// Which is which:
+//   - transient ("could not look"): down, reset, slower than the budget, 429
+//     (Retry-After is not waited for past the budget), 5xx, truncated bodies,
+//     content that does not match its digest, a body larger than its
+//     descriptor declares (config, platform manifest, signature blobs: the
+//     same fault as a digest mismatch), a redirect loop;
+//   - invalid_content: a manifest fetched by digest or a referrers listing
+//     larger than the limit (no declared size to tell a lie from a real
+//     oversized object);
+//   - registry_not_allowed: a redirect or a token realm to an address the
+//     guard refuses, whether go-containerregistry or the guard's dialer
+//     refuses it.
 
 const (
 	faultBudget = time.Second

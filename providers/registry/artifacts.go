@@ -54,7 +54,7 @@ func (c *Client) Blob(ctx context.Context, image string, d name.Digest, max int6
 	if err := c.guard.CheckRegistry(canonicalRegistry(d.RegistryStr())); err != nil {
 		return nil, &facts.Error{Code: facts.CodeNotAllowed, Image: image, Err: err}
 	}
-	layer, err := c.puller.Layer(ctx, d)
+	layer, err := c.puller.Layer(withBodyLimit(ctx, max), d)
 	if err != nil {
 		return nil, wrap(image, "get blob "+d.DigestStr(), err)
 	}

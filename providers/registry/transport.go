@@ -1,6 +1,7 @@
 package registry
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"net/http"
@@ -42,6 +43,18 @@ func (t *limitTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	return resp, nil
 }
 
+// bodyLimitKey carries a caller's own bound for blob bodies (see
+// withBodyLimit).
+type bodyLimitKey struct{}
+
+// withBodyLimit makes the limiting transport bound the blob bodies fetched
+// with ctx by max instead of Limits.ConfigBytes: Blob's callers (signature
+// bundles and payloads, limits.bundleBytes) have their own limit, which may
+// be the larger one.
+func withBodyLimit(ctx context.Context, max int64) context.Context {
+	return context.WithValue(ctx, bodyLimitKey{}, max)
+}
+
 func (t *limitTransport) classify(req *http.Request) (op string, limit int64) {
 	p := req.URL.Path
 	switch {
@@ -51,6 +64,9 @@ func (t *limitTransport) classify(req *http.Request) (op string, limit int64) {
 		}
 		return "manifest_get", t.limits.ManifestBytes
 	case strings.Contains(p, "/blobs/"):
+		if max, ok := req.Context().Value(bodyLimitKey{}).(int64); ok {
+			return "blob_get", max
+		}
 		return "blob_get", t.limits.ConfigBytes
 	case strings.Contains(p, "/referrers/"):
 		return "referrers", t.limits.ManifestBytes

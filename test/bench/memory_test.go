@@ -65,6 +65,7 @@ import (
 
 	"github.com/open-policy-agent/frameworks/constraint/pkg/externaldata"
 
+	"github.com/imagegate/imagegate/providers/facts"
 	"github.com/imagegate/imagegate/providers/lookup"
 	"github.com/imagegate/imagegate/providers/signature/signaturetest"
 	"github.com/imagegate/imagegate/server"
@@ -465,8 +466,8 @@ func TestMemory(t *testing.T) {
 			time.Sleep(3 * time.Second) // let the scavenger act on what the GC freed
 			s := e.sample(ig, total, reg, new(int64), deadline.Add(-idle))
 			results.idleRSS = s.rss
-			fmt.Fprintf(w, "**Idle, after the runtime's periodic GC** (%.0f s after the load, GC cycles %v → %v): VmRSS %s MiB, Go heap in use %s MiB, Go sys %s MiB.\n\n",
-				s.secs, m0["go_gc_duration_seconds_count"], e.goMetrics(ig.base)["go_gc_duration_seconds_count"], mib(float64(s.rss)), mib(s.heapInuse), mib(s.heapGo))
+			fmt.Fprintf(w, "**Idle, after the runtime's periodic GC** (%.0f s after the load, GC cycles %v → %v): VmRSS %s MiB, Go heap in use %s MiB, Go sys %s MiB, next GC target %s MiB (GOGC 100: about twice the heap live after that GC).\n\n",
+				s.secs, m0["go_gc_duration_seconds_count"], e.goMetrics(ig.base)["go_gc_duration_seconds_count"], mib(float64(s.rss)), mib(s.heapInuse), mib(s.heapGo), mib(s.nextGC))
 		}
 		ig.stop()
 	}
@@ -526,11 +527,20 @@ func TestMemory(t *testing.T) {
 			wg.Wait()
 		}
 		cfg := baseCfg(max(inproc, 100_000) + 1000)
-		tagKeys, digestKeys := make([]string, inproc), make([]string, inproc)
+		// Other images than parts 1–2 (nothing shared with them), each in
+		// its own repository, except fewRepoKeys: the same number of images
+		// in 100 repositories.
+		savedRepos := reg.repos
+		reg.repos = 0
+		tagKeys, digestKeys, fewRepoKeys := make([]string, inproc), make([]string, inproc), make([]string, inproc)
 		for i := range inproc {
-			// Other images than parts 1–2 (nothing shared with them).
 			tagKeys[i], digestKeys[i] = reg.key(200_000+i, true), reg.key(300_000+i, false)
 		}
+		reg.repos = 100
+		for i := range inproc {
+			fewRepoKeys[i] = reg.key(600_000+i, true)
+		}
+		reg.repos = savedRepos
 		factsOf := func(keys []string) func(s *lookup.Service) {
 			return func(s *lookup.Service) {
 				parallel(len(keys), func(i int) {
@@ -560,6 +570,7 @@ func TestMemory(t *testing.T) {
 			tagKeys[i] = reg.key(400_000+i, true)
 		}
 		tagAll := measure(cfg, factsOf(tagKeys[:warmN]), factsOf(tagKeys[warmN:]), inproc-warmN)
+		fewRepos := measure(cfg, factsOf(fewRepoKeys[:warmN]), factsOf(fewRepoKeys[warmN:]), inproc-warmN)
 		factsEntry := digestAll - refsDigest
 		tagEntry := tagAll - refsTag - factsEntry
 
@@ -592,14 +603,48 @@ func TestMemory(t *testing.T) {
 			}
 			unsignedSample, _ = json.MarshalIndent(f, "", "  ")
 		}, 1)
+		// The cached Facts value alone: what the facts cache keeps (no
+		// image, reference or tagDigest), decoded from its JSON n times.
+		var bare facts.Facts
+		if err := json.Unmarshal(unsignedSample, &bare); err != nil {
+			t.Fatal(err)
+		}
+		bare.Image, bare.Reference, bare.TagDigest = "", facts.Reference{}, ""
+		bareJSON, _ := json.Marshal(bare)
+		values := make([]*facts.Facts, inproc)
+		var a, b runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&a)
+		for i := range values {
+			values[i] = new(facts.Facts)
+			if err := json.Unmarshal(bareJSON, values[i]); err != nil {
+				t.Fatal(err)
+			}
+		}
+		runtime.GC()
+		runtime.ReadMemStats(&b)
+		runtime.KeepAlive(values)
+		factsValue := float64(int64(b.HeapAlloc)-int64(a.HeapAlloc)) / float64(inproc)
+		for _, v := range values {
+			v.Config.Labels = nil
+		}
+		runtime.GC()
+		runtime.ReadMemStats(&a)
+		runtime.KeepAlive(values)
+		labelsValue := float64(int64(b.HeapAlloc)-int64(a.HeapAlloc)) / float64(inproc)
+
 		fmt.Fprintf(w, "| what | bytes per key |\n|---|---|\n")
 		fmt.Fprintf(w, "| parsed reference (refs cache), `repo:tag@digest` key | %.0f |\n", refsTag)
 		fmt.Fprintf(w, "| parsed reference (refs cache), `repo@digest` key | %.0f |\n", refsDigest)
 		fmt.Fprintf(w, "| facts (facts cache), unsigned synthetic image | %.0f |\n", factsEntry)
+		fmt.Fprintf(w, "| … of which the cached `*facts.Facts` value alone (decoded from its JSON) | %.0f |\n", factsValue)
+		fmt.Fprintf(w, "| … … of which its 4 config labels (map and strings) | %.0f |\n", labelsValue)
 		fmt.Fprintf(w, "| tag → digest (tag cache) | %.0f |\n", tagEntry)
 		fmt.Fprintf(w, "| **all caches, `repo:tag@digest` key, unsigned** | **%.0f** |\n", tagAll)
 		fmt.Fprintf(w, "| all caches, `repo@digest` key, unsigned | %.0f |\n", digestAll)
-		fmt.Fprintf(w, "| all caches, `repo:tag@digest` key, keyless-signed (benchfix, %d keys) | %.0f |\n", signedN, signedAll)
+		fmt.Fprintf(w, "| all caches, `repo:tag@digest` key, keyless-signed (benchfix, %d keys, 1 label) | %.0f |\n", signedN, signedAll)
+		fmt.Fprintf(w, "| all caches, `repo:tag@digest` key, unsigned, the images in 100 repositories | %.0f |\n", fewRepos)
+		fmt.Fprintf(w, "| per-repository state outside the caches (one repository per image minus 100 repositories) | %.0f |\n", tagAll-fewRepos)
 		fmt.Fprintf(w, "\nEach fill: %d keys warm the Service first (connection pools, lazily built verifier state) and are not counted. The in-process registry handler shares the heap; its garbage is collected before each reading.\n\n", warmN)
 		compact := func(b []byte) int { var c bytes.Buffer; _ = json.Compact(&c, b); return c.Len() }
 		fmt.Fprintf(w, "Facts JSON as served: unsigned synthetic image %d bytes, keyless-signed fixture image %d bytes.\n\n", compact(unsignedSample), compact(sample))

@@ -437,6 +437,10 @@ func faultCases(e *faultEnv) []faultCase {
 		}), code: facts.CodeNotAllowed, want: []string{e.sink.Host, "loopback"}, forbidden: true},
 		{name: "token realm on a loopback address", inject: realm("http://" + e.sink.Host + "/token"),
 			code: facts.CodeNotAllowed, want: []string{"realm", "127.0.0.1"}, forbidden: true},
+		{name: "token server redirects to another loopback port", inject: func(e *faultEnv, im faultImage) {
+			e.px.Inject(registrytest.Path("/token/"+im.repo), F{Redirect: "http://" + e.sink.Host + "/token"})
+			injectRealm(e, im.repo, "http://"+e.px.Host+"/token/"+im.repo)
+		}, code: facts.CodeNotAllowed, want: []string{"token-server redirect", e.sink.Host}, forbidden: true},
 		{name: "token realm on localhost by name", inject: realm("http://localhost:" + sinkPort + "/token"),
 			code: facts.CodeNotAllowed, want: []string{"localhost:" + sinkPort, "loopback"}, forbidden: true},
 	}

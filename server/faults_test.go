@@ -242,7 +242,7 @@ type faultCase struct {
 	code facts.Code
 	want []string // in the error or systemError
 	// asked is the request kind (registrytest.Kind) that must reach the
-	// proxy again once a transient fault is cleared ("" = any request).
+	// proxy again once a transient fault is cleared ("": not checked).
 	asked string
 	// streamed: the fault streams faultHugeStream bytes; check that little of
 	// it was read or allocated.

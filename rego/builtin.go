@@ -77,10 +77,19 @@ func factsImpl(bctx oparego.BuiltinContext, arg *ast.Term) (*ast.Term, error) {
 		f   *facts.Facts
 		err error
 	}
-	results := lookup.Each(bctx.Context, keys, func(ctx context.Context, key string) entry {
+	fetch := func(ctx context.Context, key string) entry {
 		f, err := src.Facts(ctx, key)
 		return entry{f, err}
-	})
+	}
+	var results []entry
+	if c, ok := src.(lookup.Cacher); ok {
+		results = lookup.EachCached(bctx.Context, keys, func(key string) (entry, bool) {
+			f, ok := c.Cached(key)
+			return entry{f: f}, ok
+		}, fetch)
+	} else {
+		results = lookup.Each(bctx.Context, keys, fetch)
+	}
 	out := make([][2]*ast.Term, 0, len(keys))
 	for i, k := range keys {
 		r := results[i]

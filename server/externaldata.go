@@ -99,7 +99,7 @@ func (s *Server) handleFacts(w http.ResponseWriter, r *http.Request) {
 	for _, res := range results {
 		switch {
 		case res.Err == nil:
-			items = append(items, externaldata.Item{Key: res.Key, Value: res.Facts})
+			items = append(items, externaldata.Item{Key: res.Key, Value: factsJSON(res.Facts)})
 			s.metrics.items.WithLabelValues("facts", "ok").Inc()
 		case facts.CodeOf(res.Err).Definitive():
 			items = append(items, externaldata.Item{Key: res.Key, Error: res.Err.Error()})
@@ -113,7 +113,7 @@ func (s *Server) handleFacts(w http.ResponseWriter, r *http.Request) {
 	if len(transient) > 0 {
 		resp.Response.SystemError = systemError(transient, len(results))
 	}
-	writeJSON(w, http.StatusOK, resp)
+	writeProviderResponse(w, http.StatusOK, resp)
 }
 
 // handleDigest answers imagegate-digest for Gatekeeper mutation: a string
@@ -142,7 +142,27 @@ func (s *Server) handleDigest(w http.ResponseWriter, r *http.Request) {
 		}
 		s.metrics.items.WithLabelValues("digest", result).Inc()
 	}
-	writeJSON(w, http.StatusOK, providerResponse(items))
+	writeProviderResponse(w, http.StatusOK, providerResponse(items))
+}
+
+// encodedFacts holds each Facts' JSON, encoded once (a json.RawMessage,
+// kept boxed so that handing it out allocates nothing): a warm key is
+// copied, not re-encoded, into every response that names it.
+var encodedFacts facts.Memo[any]
+
+// factsJSON is f's JSON as json.Marshal writes it (the bytes a Value of
+// *facts.Facts would encode to), or f itself if it does not encode.
+func factsJSON(f *facts.Facts) any {
+	if v, ok := encodedFacts.Get(f); ok {
+		return v
+	}
+	b, err := json.Marshal(f)
+	if err != nil {
+		return f
+	}
+	var v any = json.RawMessage(b)
+	encodedFacts.Put(f, v)
+	return v
 }
 
 func providerResponse(items []externaldata.Item) externaldata.ProviderResponse {
@@ -181,10 +201,122 @@ func systemError(msgs []string, total int) string {
 func (s *Server) writeProviderError(w http.ResponseWriter, status int, err error) {
 	resp := providerResponse(nil)
 	resp.Response.SystemError = err.Error()
-	writeJSON(w, status, resp)
+	writeProviderResponse(w, status, resp)
 }
 
-// writeJSON is the one place responses are encoded.
+// writeProviderResponse writes resp exactly as writeJSON would (the same
+// bytes: TestEncodeProviderResponseMatchesEncodingJSON), copying each item's
+// pre-encoded facts (json.RawMessage) instead of re-validating it.
+func writeProviderResponse(w http.ResponseWriter, status int, resp externaldata.ProviderResponse) {
+	size := 128 + len(resp.Response.SystemError)
+	for _, it := range resp.Response.Items {
+		size += 32 + len(it.Key) + len(it.Error)
+		if raw, ok := it.Value.(json.RawMessage); ok {
+			size += len(raw)
+		} else if s, ok := it.Value.(string); ok {
+			size += len(s)
+		}
+	}
+	b := appendProviderResponse(make([]byte, 0, size), resp)
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_, _ = w.Write(b)
+}
+
+// appendProviderResponse appends resp's JSON and a newline, as
+// json.Encoder.Encode writes it (HTML-escaped strings, omitempty fields).
+func appendProviderResponse(b []byte, resp externaldata.ProviderResponse) []byte {
+	b = append(b, '{')
+	comma := false
+	field := func(name string) {
+		if comma {
+			b = append(b, ',')
+		}
+		comma = true
+		b = append(b, '"')
+		b = append(b, name...)
+		b = append(b, '"', ':')
+	}
+	if resp.APIVersion != "" {
+		field("apiVersion")
+		b = appendJSON(b, resp.APIVersion)
+	}
+	if resp.Kind != "" {
+		field("kind")
+		b = appendJSON(b, string(resp.Kind))
+	}
+	field("response")
+	b = append(b, '{')
+	comma = false
+	r := resp.Response
+	if r.Idempotent {
+		field("idempotent")
+		b = append(b, "true"...)
+	}
+	if len(r.Items) > 0 {
+		field("items")
+		b = append(b, '[')
+		for i, it := range r.Items {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = append(b, '{')
+			comma = false
+			if it.Key != "" {
+				field("key")
+				b = appendJSON(b, it.Key)
+			}
+			if it.Value != nil {
+				field("value")
+				if raw, ok := it.Value.(json.RawMessage); ok && raw != nil {
+					b = append(b, raw...)
+				} else {
+					b = appendJSON(b, it.Value)
+				}
+			}
+			if it.Error != "" {
+				field("error")
+				b = appendJSON(b, it.Error)
+			}
+			b = append(b, '}')
+		}
+		b = append(b, ']')
+		comma = true
+	}
+	if r.SystemError != "" {
+		field("systemError")
+		b = appendJSON(b, r.SystemError)
+	}
+	return append(b, '}', '}', '\n')
+}
+
+// appendJSON appends v as json.Marshal encodes it.
+func appendJSON(b []byte, v any) []byte {
+	if s, ok := v.(string); ok && plainJSONString(s) {
+		b = append(b, '"')
+		b = append(b, s...)
+		return append(b, '"')
+	}
+	enc, err := json.Marshal(v)
+	if err != nil {
+		return append(b, "null"...)
+	}
+	return append(b, enc...)
+}
+
+// plainJSONString: s needs no escaping in encoding/json's output (printable
+// ASCII other than '"', '\\' and the HTML-escaped '<', '>', '&').
+func plainJSONString(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			return false
+		}
+	}
+	return true
+}
+
+// writeJSON is the one place other responses are encoded.
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)

@@ -25,8 +25,15 @@ type Result struct {
 // Keys still running when ctx ends are transient failures. The server and
 // `imagegate facts` share this path.
 func LookupAll(ctx context.Context, l Lookup, keys []string) []Result {
-	return lookup.Each(ctx, keys, func(ctx context.Context, key string) Result {
+	fetch := func(ctx context.Context, key string) Result {
 		f, err := l.Facts(ctx, key)
 		return Result{Key: key, Facts: f, Err: err}
-	})
+	}
+	if c, ok := l.(lookup.Cacher); ok {
+		return lookup.EachCached(ctx, keys, func(key string) (Result, bool) {
+			f, ok := c.Cached(key)
+			return Result{Key: key, Facts: f}, ok
+		}, fetch)
+	}
+	return lookup.Each(ctx, keys, fetch)
 }

@@ -3,6 +3,8 @@ package lookup
 import (
 	"context"
 	"sync"
+
+	"github.com/imagegate/imagegate/providers/facts"
 )
 
 // maxParallelKeys bounds the goroutines one call of Each starts; the Service
@@ -38,4 +40,37 @@ func Each[T any](ctx context.Context, keys []string, fn func(context.Context, st
 		out[i] = got[index[k]]
 	}
 	return out
+}
+
+// EachCached is Each for sources that can answer some keys from memory:
+// cached is asked first, for every key, on the caller's goroutine; only the
+// keys it cannot answer go through Each. A warm request starts no goroutine.
+func EachCached[T any](ctx context.Context, keys []string, cached func(string) (T, bool), fn func(context.Context, string) T) []T {
+	out := make([]T, len(keys))
+	var miss []int
+	for i, k := range keys {
+		v, ok := cached(k)
+		if !ok {
+			miss = append(miss, i)
+			continue
+		}
+		out[i] = v
+	}
+	if len(miss) == 0 {
+		return out
+	}
+	missKeys := make([]string, len(miss))
+	for j, i := range miss {
+		missKeys[j] = keys[i]
+	}
+	for j, v := range Each(ctx, missKeys, fn) {
+		out[miss[j]] = v
+	}
+	return out
+}
+
+// Cacher is a facts source that can answer warm keys from memory
+// (Service.Cached).
+type Cacher interface {
+	Cached(key string) (*facts.Facts, bool)
 }

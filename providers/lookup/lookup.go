@@ -117,13 +117,21 @@ func (s *Service) Parse(key string) (registry.Ref, error) {
 // keyState is what a Service keeps per image key: the parsed reference and
 // the facts it last composed for the key.
 type keyState struct {
-	ref  registry.Ref
-	last atomic.Pointer[composed]
+	ref registry.Ref
+	// checkErr is the registry allowlist's verdict on ref, which depends
+	// only on the key and this Service's configuration.
+	checkErr error
+	// tagKey is the tag cache key ("" without a tag); pinnedKey the facts
+	// cache key of a pinned digest ("" without one).
+	tagKey, pinnedKey string
+	last              atomic.Pointer[composed]
 }
 
 // composed is the facts answered for a key, and what they were made from.
 type composed struct {
 	base      *facts.Facts
+	factsKey  string  // the facts cache key base came from
+	tagHash   v1.Hash // the tag's digest (zero without a tag)
 	tagDigest string
 	out       *facts.Facts
 }
@@ -135,13 +143,63 @@ func (s *Service) keyState(key string) (*keyState, error) {
 		if err != nil {
 			return nil, err
 		}
-		ks = &keyState{ref: ref}
+		ks = &keyState{ref: ref, checkErr: s.o.Registry.Check(ref)}
+		if ref.Tag != nil {
+			ks.tagKey = s.tagKey(ref)
+		}
+		if ref.Digest != nil {
+			ks.pinnedKey = s.factsKey(ref, ref.Digest.DigestStr())
+		}
 		s.refs.add(key, ks, time.Hour)
 	}
-	if err := s.o.Registry.Check(ks.ref); err != nil {
-		return nil, err
+	if ks.checkErr != nil {
+		return nil, ks.checkErr
 	}
 	return ks, nil
+}
+
+// Cached returns key's facts when the caches hold everything needed to
+// answer (parsed key, the tag's digest while fresh, the digest's facts): no
+// I/O, no goroutine, no wait. ok is false otherwise, and for keys that fail;
+// Facts then answers. What Cached returns is what Facts would.
+func (s *Service) Cached(key string) (f *facts.Facts, ok bool) {
+	ks, found := s.refs.get(key)
+	if !found || ks.checkErr != nil {
+		return nil, false
+	}
+	last := ks.last.Load()
+	var tag v1.Descriptor
+	if ks.tagKey != "" {
+		if tag, ok = s.tags.get(ks.tagKey); !ok {
+			return nil, false
+		}
+	}
+	fkey := ks.pinnedKey
+	if fkey == "" {
+		// A tag key: its facts are the tag's digest's.
+		if last != nil && last.tagHash == tag.Digest {
+			fkey = last.factsKey
+		} else {
+			fkey = s.factsKey(ks.ref, tag.Digest.String())
+		}
+	}
+	base, ok := s.facts.get(fkey)
+	if !ok {
+		// Facts answers, and counts the misses.
+		return nil, false
+	}
+	if ks.tagKey != "" {
+		s.o.Observer.ObserveCache("tag", true)
+	}
+	s.o.Observer.ObserveCache("facts", true)
+	if last != nil && last.base == base && last.tagHash == tag.Digest {
+		return last.out, true
+	}
+	tagDigest := ""
+	if ks.pinnedKey != "" && ks.tagKey != "" {
+		tagDigest = tag.Digest.String()
+	}
+	return s.compose(ks, base, fkey, tag.Digest, tagDigest), true
 }
 
 // Facts returns the facts for one image key. The returned value is shared with
@@ -156,8 +214,8 @@ func (s *Service) Facts(ctx context.Context, key string) (*facts.Facts, error) {
 	}
 	ref := ks.ref
 	var (
-		digest    string
-		tagDigest string
+		digest  string
+		tagHash v1.Hash
 	)
 	switch {
 	case ref.Digest != nil && ref.Tag != nil:
@@ -169,7 +227,7 @@ func (s *Service) Facts(ctx context.Context, key string) (*facts.Facts, error) {
 			if err != nil {
 				return nil, err
 			}
-			return s.compose(ks, f, d.Digest.String()), nil
+			return s.compose(ks, f, ks.pinnedKey, d.Digest, d.Digest.String()), nil
 		}
 		type res struct {
 			d   v1.Descriptor
@@ -188,7 +246,7 @@ func (s *Service) Facts(ctx context.Context, key string) (*facts.Facts, error) {
 		if r.err != nil {
 			return nil, r.err
 		}
-		return s.compose(ks, f, r.d.Digest.String()), nil
+		return s.compose(ks, f, ks.pinnedKey, r.d.Digest, r.d.Digest.String()), nil
 	case ref.Digest != nil:
 		digest = ref.Digest.DigestStr()
 	default:
@@ -202,13 +260,17 @@ func (s *Service) Facts(ctx context.Context, key string) (*facts.Facts, error) {
 			}
 			return nil, err
 		}
-		digest = d.Digest.String()
+		digest, tagHash = d.Digest.String(), d.Digest
 	}
 	f, err := s.describe(ctx, ref, digest)
 	if err != nil {
 		return nil, err
 	}
-	return s.compose(ks, f, tagDigest), nil
+	fkey := ks.pinnedKey
+	if fkey == "" {
+		fkey = s.factsKey(ref, digest)
+	}
+	return s.compose(ks, f, fkey, tagHash, ""), nil
 }
 
 // warm finishes, detached from the caller, a tag key's lookup that the caller
@@ -259,15 +321,18 @@ func (s *Service) Digest(ctx context.Context, key string) (Pinned, error) {
 	return p, nil
 }
 
-func (s *Service) compose(ks *keyState, cached *facts.Facts, tagDigest string) *facts.Facts {
-	if c := ks.last.Load(); c != nil && c.base == cached && c.tagDigest == tagDigest {
+// compose answers a key with the cached facts of its digest (fkey), the
+// key's own fields filled in: the same pointer as last time while nothing
+// changed.
+func (s *Service) compose(ks *keyState, cached *facts.Facts, fkey string, tagHash v1.Hash, tagDigest string) *facts.Facts {
+	if c := ks.last.Load(); c != nil && c.base == cached && c.tagHash == tagHash && c.tagDigest == tagDigest {
 		return c.out
 	}
 	f := *cached
 	f.Image = ks.ref.Key
 	f.Reference = ks.ref.Facts
 	f.TagDigest = tagDigest
-	ks.last.Store(&composed{base: cached, tagDigest: tagDigest, out: &f})
+	ks.last.Store(&composed{base: cached, factsKey: fkey, tagHash: tagHash, tagDigest: tagDigest, out: &f})
 	return &f
 }
 
@@ -303,11 +368,15 @@ func (s *Service) cachedTag(ref registry.Ref) (v1.Descriptor, bool) {
 	return d, ok
 }
 
+func (s *Service) factsKey(ref registry.Ref, digest string) string {
+	return s.gen + "facts|" + ref.Repository().Name() + "@" + digest
+}
+
 // describe returns what repository@digest describes, from the facts cache when
 // present. The cached value carries no per-key fields (image, reference).
 func (s *Service) describe(ctx context.Context, ref registry.Ref, digest string) (*facts.Facts, error) {
 	repo := ref.Repository()
-	key := s.gen + "facts|" + repo.Name() + "@" + digest
+	key := s.factsKey(ref, digest)
 	if f, ok := s.facts.get(key); ok {
 		s.o.Observer.ObserveCache("facts", true)
 		return f, nil

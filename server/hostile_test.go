@@ -162,9 +162,10 @@ func waitMetric(t *testing.T, h *harness, name string, want int) {
 }
 
 // TestSlowClientsAreCutOff (slowloris): connections that dribble their
-// headers, dribble their body, stall mid-handshake or never start one are
-// closed by the server after server.readHeaderTimeout / server.readTimeout,
-// while a normal client is served throughout.
+// headers, dribble their body, stall mid-handshake or never start one, or
+// (HTTP/2) leave a header block unfinished, are closed by the server after
+// server.readHeaderTimeout / server.readTimeout, while a normal client is
+// served throughout.
 func TestSlowClientsAreCutOff(t *testing.T) {
 	const (
 		headerTimeout = 300 * time.Millisecond
@@ -181,12 +182,13 @@ func TestSlowClientsAreCutOff(t *testing.T) {
 	addr := strings.TrimPrefix(h.base, "https://")
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(h.bundle.CAPEM)
-	dialTLS := func() (net.Conn, error) {
+	dialTLS := func(proto string) (net.Conn, error) {
 		return tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", addr,
-			&tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS13, NextProtos: []string{"http/1.1"}})
+			&tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS13, NextProtos: []string{proto}})
 	}
 	type attack struct {
 		desc  string
+		proto string        // ALPN; "" is http/1.1
 		limit time.Duration // the server must have closed the connection by then
 		run   func(conn net.Conn, stop <-chan struct{})
 	}
@@ -215,6 +217,15 @@ func TestSlowClientsAreCutOff(t *testing.T) {
 			fmt.Fprintf(conn, "POST /v1/imagereview HTTP/1.1\r\nHost: imagegate\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n{")
 			dribble(conn, stop, func(int) string { return " " })
 		}},
+		// HTTP/2 has no header timeout of its own: the server pings a
+		// connection silent for readHeaderTimeout and closes it when the
+		// ping goes unanswered for as long again.
+		{desc: "HTTP/2 header block never finished", proto: "h2", limit: 2*headerTimeout + slack, run: func(conn net.Conn, stop <-chan struct{}) {
+			io.WriteString(conn, "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"+
+				"\x00\x00\x00\x04\x00\x00\x00\x00\x00"+ // SETTINGS, empty
+				"\x00\x00\x10\x01\x00\x00\x00\x00\x01") // HEADERS on stream 1: 16 bytes promised, END_HEADERS unset, none sent
+			<-stop
+		}},
 	}
 	type outcome struct {
 		desc    string
@@ -228,7 +239,11 @@ func TestSlowClientsAreCutOff(t *testing.T) {
 	defer close(stop)
 	for _, a := range attacks {
 		for range 3 {
-			conn, err := dialTLS()
+			proto := a.proto
+			if proto == "" {
+				proto = "http/1.1"
+			}
+			conn, err := dialTLS(proto)
 			if err != nil {
 				t.Fatal(err)
 			}

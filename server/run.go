@@ -72,7 +72,15 @@ func Run(ctx context.Context, cfg *config.Config, logger *slog.Logger, ready cha
 		WriteTimeout:      cfg.Budget.D() + 10*time.Second,
 		IdleTimeout:       120 * time.Second,
 		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+		// HTTP/2 ignores ReadHeaderTimeout: a connection that stalls mid
+		// header block (or sends nothing after the preface) would stay
+		// open. Ping a connection silent for readHeaderTimeout and close it
+		// if the ping is not answered within readHeaderTimeout.
+		HTTP2: &http.HTTP2Config{
+			SendPingTimeout: cfg.Server.ReadHeaderTimeout.D(),
+			PingTimeout:     cfg.Server.ReadHeaderTimeout.D(),
+		},
+		ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 		// Requests in flight at shutdown finish with their own budget.
 		BaseContext: func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
 	}

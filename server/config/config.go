@@ -42,6 +42,8 @@ type Config struct {
 type Server struct {
 	// ReadHeaderTimeout is how long a client may take to send a request's
 	// headers (from the end of the TLS handshake or the previous request).
+	// HTTP/2 has no header timeout: a connection silent this long is pinged
+	// and closed if the ping is not answered within as long again.
 	// Default 5s; between 100ms and 1m.
 	ReadHeaderTimeout Duration `json:"readHeaderTimeout"`
 	// ReadTimeout is how long a client may take to send a whole request,

@@ -46,18 +46,12 @@ images := [c.image | some c in input.spec.containers]
 annotations := object.get(input.spec, "annotations", {})
 
 # Namespace mode: exempt, audit or enforce.
-default mode := "enforce"
-
 mode := "exempt" if {
-	some pattern in object.get(params, "exempt", [])
-	glob.match(pattern, [], namespace)
-}
-
-mode := "audit" if {
-	not exempt_match
+	exempt_match
+} else := "audit" if {
 	some pattern in object.get(params, "audit", [])
 	glob.match(pattern, [], namespace)
-}
+} else := "enforce"
 
 exempt_match if {
 	some pattern in object.get(params, "exempt", [])
@@ -84,10 +78,10 @@ namespace_rules := entry.rules if {
 	glob.match(pattern, [], namespace)
 } else := {}
 
+# object.union merges recursively: each rule's namespace parameters over its
+# defaults.
 rules := {name: merged |
-	base := object.union(default_rules, object.get(params, "rules", {}))
-	some name in object.keys(object.union(base, namespace_rules))
-	layered := object.union(object.get(base, name, {}), object.get(namespace_rules, name, {}))
+	some name, layered in object.union(object.union(default_rules, object.get(params, "rules", {})), namespace_rules)
 	merged := with_defaults(name, layered)
 	object.get(merged, "enabled", true) != false
 }

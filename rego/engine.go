@@ -11,11 +11,13 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/format"
 	"github.com/open-policy-agent/opa/v1/loader"
+	oparego "github.com/open-policy-agent/opa/v1/rego"
 	"github.com/open-policy-agent/opa/v1/sdk"
 	"github.com/open-policy-agent/opa/v1/storage"
 	"github.com/open-policy-agent/opa/v1/storage/inmem"
@@ -54,8 +56,11 @@ type Options struct {
 type Engine struct {
 	o     Options
 	path  string
-	opa   *sdk.OPA
+	opa   *sdk.OPA // only with OPAConfig (remote bundles, decision logs)
 	store storage.Store
+	// query is the prepared decision without OPAConfig: evaluated directly,
+	// one per compiled policy, swapped on reload.
+	query atomic.Pointer[oparego.PreparedEvalQuery]
 
 	mu       sync.Mutex
 	lastErr  error  // last failed reload, nil once a reload succeeds
@@ -82,7 +87,7 @@ func New(ctx context.Context, o Options) (*Engine, error) {
 	if err != nil {
 		return nil, err
 	}
-	mods, docs, fp, err := load(o.Dir, o.V0)
+	mods, docs, fp, compiler, err := load(o.Dir, o.V0)
 	if err != nil {
 		return nil, err
 	}
@@ -92,19 +97,19 @@ func New(ctx context.Context, o Options) (*Engine, error) {
 	}); err != nil {
 		return nil, fmt.Errorf("policy: %w", err)
 	}
-	opts := sdk.Options{Store: store, ID: "imagegate", RegoVersion: ast.RegoV1, Logger: nopLogger{}, ConsoleLogger: nopLogger{}}
+	e := &Engine{o: o, path: path, store: store, loadedAt: fp, stop: make(chan struct{}), done: make(chan struct{})}
 	if o.OPAConfig != "" {
 		b, err := os.ReadFile(o.OPAConfig)
 		if err != nil {
 			return nil, fmt.Errorf("policy.opaConfig: %w", err)
 		}
-		opts.Config = bytes.NewReader(b)
+		opts := sdk.Options{Store: store, ID: "imagegate", RegoVersion: ast.RegoV1, Logger: nopLogger{}, ConsoleLogger: nopLogger{}, Config: bytes.NewReader(b)}
+		if e.opa, err = sdk.New(ctx, opts); err != nil {
+			return nil, fmt.Errorf("policy: starting OPA: %w", err)
+		}
+	} else if err := e.prepare(ctx, compiler); err != nil {
+		return nil, err
 	}
-	opa, err := sdk.New(ctx, opts)
-	if err != nil {
-		return nil, fmt.Errorf("policy: starting OPA: %w", err)
-	}
-	e := &Engine{o: o, path: path, opa: opa, store: store, loadedAt: fp, stop: make(chan struct{}), done: make(chan struct{})}
 	if o.Dir != "" {
 		go e.watch()
 	} else {
@@ -121,7 +126,9 @@ func (e *Engine) Close(ctx context.Context) {
 		close(e.stop)
 	}
 	<-e.done
-	e.opa.Stop(ctx)
+	if e.opa != nil {
+		e.opa.Stop(ctx)
+	}
 }
 
 // Status is nil while the policy serving is the one on disk; otherwise the
@@ -138,6 +145,16 @@ func (e *Engine) Query() string { return e.o.Query }
 // Decide evaluates the decision for input, with f answering imagegate.facts.
 // Undefined decisions are errors.
 func (e *Engine) Decide(ctx context.Context, input any, f Facts) (any, error) {
+	if pq := e.query.Load(); pq != nil {
+		rs, err := pq.Eval(withFacts(ctx, f), oparego.EvalInput(input))
+		if err != nil {
+			return nil, fmt.Errorf("policy: %w", err)
+		}
+		if len(rs) == 0 || len(rs[0].Expressions) == 0 {
+			return nil, fmt.Errorf("policy: %s is undefined for this input", e.o.Query)
+		}
+		return rs[0].Expressions[0].Value, nil
+	}
 	res, err := e.opa.Decision(withFacts(ctx, f), sdk.DecisionOptions{Path: e.path, Input: input})
 	if err != nil {
 		if sdk.IsUndefinedErr(err) {
@@ -175,11 +192,14 @@ func (e *Engine) Reload(ctx context.Context) {
 	if same {
 		return
 	}
-	mods, docs, fp, err := load(e.o.Dir, e.o.V0)
+	mods, docs, fp, compiler, err := load(e.o.Dir, e.o.V0)
 	if err == nil {
 		err = storage.Txn(ctx, e.store, storage.WriteParams, func(txn storage.Transaction) error {
 			return replace(ctx, e.store, txn, mods, mergeData(docs, e.o.Data))
 		})
+	}
+	if err == nil && e.opa == nil {
+		err = e.prepare(ctx, compiler)
 	}
 	e.mu.Lock()
 	if err != nil {
@@ -201,7 +221,7 @@ func (e *Engine) Reload(ctx context.Context) {
 
 // load reads the embedded bundle, or Dir with the embedded library, and
 // compiles it with imagegate's capabilities. Errors carry file:line.
-func load(dir string, v0 bool) (map[string]*ast.Module, map[string]any, string, error) {
+func load(dir string, v0 bool) (map[string]*ast.Module, map[string]any, string, *ast.Compiler, error) {
 	mods := map[string]*ast.Module{}
 	popts := ast.ParserOptions{RegoVersion: ast.RegoV1, ProcessAnnotation: true}
 	addFS := func(fsys fs.FS, root, prefix string, skip func(pkg string) bool) error {
@@ -228,12 +248,12 @@ func load(dir string, v0 bool) (map[string]*ast.Module, map[string]any, string, 
 	fp := ""
 	if dir == "" {
 		if err := addFS(bundled, ".", "embedded/", nil); err != nil {
-			return nil, nil, "", fmt.Errorf("policy: embedded bundle: %w", err)
+			return nil, nil, "", nil, fmt.Errorf("policy: embedded bundle: %w", err)
 		}
 	} else {
 		var err error
 		if fp, err = fingerprint(dir); err != nil {
-			return nil, nil, "", fmt.Errorf("policy.dir: %w", err)
+			return nil, nil, "", nil, fmt.Errorf("policy.dir: %w", err)
 		}
 		version := ast.RegoV1
 		if v0 {
@@ -244,7 +264,7 @@ func load(dir string, v0 bool) (map[string]*ast.Module, map[string]any, string, 
 				return !info.IsDir() && strings.HasSuffix(info.Name(), "_test.rego")
 			})
 		if err != nil {
-			return nil, nil, fp, fmt.Errorf("policy.dir: %w", err)
+			return nil, nil, fp, nil, fmt.Errorf("policy.dir: %w", err)
 		}
 		ownLib := false
 		for name, m := range res.Modules {
@@ -255,7 +275,7 @@ func load(dir string, v0 bool) (map[string]*ast.Module, map[string]any, string, 
 		}
 		if !ownLib {
 			if err := addFS(bundled, "lib", "embedded/", nil); err != nil {
-				return nil, nil, fp, fmt.Errorf("policy: embedded library: %w", err)
+				return nil, nil, fp, nil, fmt.Errorf("policy: embedded library: %w", err)
 			}
 		}
 		docs = res.Documents
@@ -265,16 +285,34 @@ func load(dir string, v0 bool) (map[string]*ast.Module, map[string]any, string, 
 	for name, m := range mods {
 		if strings.HasPrefix(name, "embedded/") {
 			if err := fastParse(m); err != nil {
-				return nil, nil, fp, fmt.Errorf("policy: %s: %w", name, err)
+				return nil, nil, fp, nil, fmt.Errorf("policy: %s: %w", name, err)
 			}
 		}
 	}
 	c := ast.NewCompiler().WithCapabilities(Capabilities()).WithDefaultRegoVersion(ast.RegoV1).WithEnablePrintStatements(false)
 	c.Compile(mods)
 	if c.Failed() {
-		return nil, nil, fp, fmt.Errorf("policy does not compile: %w", c.Errors)
+		return nil, nil, fp, nil, fmt.Errorf("policy does not compile: %w", c.Errors)
 	}
-	return mods, docs, fp, nil
+	return mods, docs, fp, c, nil
+}
+
+// prepare compiles the decision query against compiler (the policy load
+// just compiled) and the store, and makes it the one Decide evaluates. The
+// query is evaluated directly rather than through sdk.Decision: the SDK
+// caches the first call's prepared query together with that call's
+// evaluated-rule tracker, which every later, concurrent call then writes to.
+func (e *Engine) prepare(ctx context.Context, compiler *ast.Compiler) error {
+	pq, err := oparego.New(
+		oparego.Query(e.o.Query),
+		oparego.Compiler(compiler),
+		oparego.Store(e.store),
+	).PrepareForEval(ctx)
+	if err != nil {
+		return fmt.Errorf("policy: preparing %s: %w", e.o.Query, err)
+	}
+	e.query.Store(&pq)
+	return nil
 }
 
 // replace swaps every policy and the data document in one transaction.

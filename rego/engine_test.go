@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -179,5 +180,69 @@ func TestNewRejectsBadPolicy(t *testing.T) {
 	}
 	if _, err := rego.New(t.Context(), rego.Options{Query: "input.x"}); err == nil {
 		t.Error("rego.New() with a non-data query succeeded")
+	}
+}
+
+// TestConcurrentDecisions evaluates decisions from many goroutines at once,
+// with a policy whose rules carry METADATA labels, while the policy is
+// reloaded: under -race this catches shared state written by evaluations
+// (sdk.Decision has such state: the evaluated-rule tracker of the first
+// call is kept in its cached prepared query, which is why the engine
+// evaluates its own prepared query).
+func TestConcurrentDecisions(t *testing.T) {
+	dir := t.TempDir()
+	policy := func(reason string) string {
+		return `package imagegate.review
+
+# METADATA
+# custom:
+#   labels:
+#     team: platform
+decision := {"allowed": true, "reason": "` + reason + `"} if {
+	some c in input.spec.containers
+	startswith(c.image, "ghcr.io/")
+}
+`
+	}
+	writeFile(t, filepath.Join(dir, "p.rego"), policy("one"))
+	e, err := rego.New(t.Context(), rego.Options{Dir: dir, PollInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close(context.Background())
+	input := map[string]any{"spec": map[string]any{"containers": []any{map[string]any{"image": "ghcr.io/acme/app:1"}}}}
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 200 {
+				res, err := e.Decide(context.Background(), input, nil)
+				if err != nil {
+					errs <- err
+					return
+				}
+				if r := res.(map[string]any)["reason"]; r != "one" && r != "two" {
+					errs <- fmt.Errorf("reason %v, want one or two", r)
+					return
+				}
+			}
+		}()
+	}
+	time.Sleep(10 * time.Millisecond)
+	writeFile(t, filepath.Join(dir, "p.rego"), policy("two"))
+	e.Reload(t.Context())
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if err := e.Status(); err != nil {
+		t.Fatalf("reload: %v", err)
+	}
+	res, err := e.Decide(context.Background(), input, nil)
+	if err != nil || res.(map[string]any)["reason"] != "two" {
+		t.Errorf("after the reload: %v, %v; want reason two", res, err)
 	}
 }

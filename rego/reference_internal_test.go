@@ -11,7 +11,7 @@ import (
 // parser from reference.parse (and only there), and a policy.dir with its
 // own imagegate.lib keeps its own parse.
 func TestEmbeddedLibraryParsesInGo(t *testing.T) {
-	mods, _, _, err := load("", false)
+	mods, _, _, _, err := load("", false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -42,7 +42,7 @@ func TestEmbeddedLibraryParsesInGo(t *testing.T) {
 	if err := writeTestFile(dir+"/ref.rego", own); err != nil {
 		t.Fatal(err)
 	}
-	mods, _, _, err = load(dir, false)
+	mods, _, _, _, err = load(dir, false)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,9 +1,13 @@
-// Package rego is imagegate's policy engine: the OPA SDK evaluating either the
+// Package rego is imagegate's policy engine: embedded OPA evaluating either the
 // policy bundle embedded in the binary (rego/lib and rego/imagegate) or a
 // directory of Rego and data that replaces the embedded entrypoint and is
 // reloaded when it changes. A broken edit never replaces a working policy: it
 // is reported (file:line) through Status and the reload hook while the last
-// good policy keeps serving.
+// good policy keeps serving. Each load compiles the policy and prepares the
+// decision query once; Decide evaluates that prepared query (concurrently,
+// with no shared mutable state). Only policy.opaConfig (remote bundles,
+// decision logs) starts the OPA SDK, and decisions then go through
+// sdk.Decision.
 //
 // Every policy is compiled with capabilities that drop http.send,
 // net.lookup_ip_addr and opa.runtime; those builtins also fail at run time if

@@ -86,6 +86,20 @@ func (s *Server) handleImageReview(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), s.budget)
 	defer cancel()
 	d, err := Evaluate(ctx, s.policy, input, s.lookup)
+	if err != nil && ctx.Err() != nil && r.Context().Err() == nil {
+		// The budget ran out mid-evaluation (overload, not a verdict): a 503,
+		// which the apiserver retries and never caches as a denial (it
+		// caches 200 denials for denyTTL), then answers by its defaultAllow.
+		s.logger.LogAttrs(r.Context(), slog.LevelWarn, "image review over budget",
+			slog.String("request_id", middleware.GetReqID(r.Context())), slog.String("error", err.Error()))
+		s.metrics.decisions.WithLabelValues("over_budget").Inc()
+		w.Header().Set("Retry-After", "1")
+		writeJSON(w, http.StatusServiceUnavailable, imagepolicy.ImageReview{
+			TypeMeta: metav1.TypeMeta{APIVersion: imageReviewAPIVersion, Kind: "ImageReview"},
+			Status:   imagepolicy.ImageReviewStatus{Allowed: false, Reason: fmt.Sprintf("imagegate could not evaluate image policy within its budget (%s): %v; retry", s.budget, err)},
+		})
+		return
+	}
 	if err != nil {
 		d = Decision{Allowed: false, Reason: "imagegate could not evaluate image policy: " + err.Error()}
 		s.logger.LogAttrs(r.Context(), slog.LevelError, "policy evaluation failed",

@@ -244,3 +244,38 @@ func subject(t *testing.T, reg *registrytest.Registry, repo string, d v1.Hash) v
 	}
 	return v1.Descriptor{MediaType: desc.MediaType, Size: desc.Size, Digest: desc.Digest}
 }
+
+// TestImageReviewOverBudget: when the budget runs out while policy is still
+// evaluating (here: the registry is slower than the budget), the answer is a
+// 503 saying so, with Retry-After, not a 200 denial the apiserver would
+// cache for denyTTL; the fetch carries on, and the next review is decided.
+func TestImageReviewOverBudget(t *testing.T) {
+	reg := registrytest.New(t)
+	d := reg.PushImage(t, "team/slow", "v1", registrytest.Image{Created: time.Now()})
+	h := start(t, reg, func(c *config.Config) {
+		c.Budget = config.Duration(300 * time.Millisecond)
+		c.Policy.Params = map[string]any{"rules": map[string]any{"age": map[string]any{"maxAgeDays": 30}}}
+	})
+	reg.Delay(time.Second, func(r *http.Request) bool { return strings.Contains(r.URL.Path, "/blobs/") })
+	key := reg.Host + "/team/slow:v1@" + d.String()
+	start := time.Now()
+	status, r, raw := h.review(t, imageReview("prod", nil, key))
+	if status != http.StatusServiceUnavailable || r.Status.Allowed || !strings.Contains(r.Status.Reason, "within its budget (300ms)") {
+		t.Fatalf("over budget: %d %s, want 503 not allowed, reason naming the budget", status, raw)
+	}
+	if took := time.Since(start); took > 2*time.Second {
+		t.Errorf("over-budget answer took %v", took)
+	}
+	reg.Delay(0, nil)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		status, r, raw := h.review(t, imageReview("prod", nil, key))
+		if status == http.StatusOK && r.Status.Allowed {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("once the registry is fast again: %d %s, want allowed within 5s", status, raw)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}

@@ -126,10 +126,13 @@ fuzz:
 # load generator as separate processes on loopback ($(BENCH_OUT)/load.md,
 # load.json). BENCH_DURATION (default 4s) is each load run's measured time,
 # BENCH_WORKERS (default 1,2,4,8) the worker counts swept to find saturation.
+# Then TestCosign (cosign v3/v2 verify against imagegate facts and the server,
+# same images: cosign.md) and TestMemory (RSS with 100,000 cached digests and
+# the cache bound: memory.md), ~20 min together.
 BENCH_OUT ?= $(CURDIR)/$(DEV_DIR)/bench
 BENCH_COUNT ?= 6
 BENCH_PKGS := ./providers/registry/ ./providers/lookup/ ./server/ ./rego/
-bench: $(TOOLS_BIN)/benchstat
+bench: $(TOOLS_BIN)/benchstat $(TOOLS_DIR)/cosign-v3/cosign $(TOOLS_DIR)/cosign-v2/cosign
 	@mkdir -p $(BENCH_OUT)
 	go vet -tags bench ./test/bench/...
 	@{ echo "# nproc $$(nproc); $$(grep -m1 'model name' /proc/cpuinfo); loadavg $$(cat /proc/loadavg)"; \
@@ -137,7 +140,8 @@ bench: $(TOOLS_BIN)/benchstat
 	  st=$$?; cat $(BENCH_OUT)/micro.txt; exit $$st
 	$(TOOLS_BIN)/benchstat $(BENCH_OUT)/micro.txt > $(BENCH_OUT)/micro-benchstat.txt && cat $(BENCH_OUT)/micro-benchstat.txt
 	BENCH_OUT=$(BENCH_OUT) go test -tags bench -count=1 -timeout 30m -v -run TestLoad ./test/bench/
-	@echo "results: $(BENCH_OUT)/micro.txt, micro-benchstat.txt, load.md, load.json"
+	BENCH_OUT=$(BENCH_OUT) go test -tags bench -count=1 -timeout 30m -v -run 'TestCosign|TestMemory' ./test/bench/
+	@echo "results: $(BENCH_OUT)/micro.txt, micro-benchstat.txt, load.md, load.json, cosign.md, memory.md"
 
 # e2e: the control-plane suite (test/e2e, build tag e2e, so `go test ./...`
 # never runs it): etcd + kube-apiserver with the ImagePolicyWebhook configured

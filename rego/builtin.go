@@ -74,18 +74,18 @@ func factsImpl(bctx oparego.BuiltinContext, arg *ast.Term) (*ast.Term, error) {
 		return nil, bad
 	}
 	type entry struct {
-		f   *facts.Facts
-		err error
+		f, base *facts.Facts
+		err     error
 	}
 	fetch := func(ctx context.Context, key string) entry {
 		f, err := src.Facts(ctx, key)
-		return entry{f, err}
+		return entry{f: f, err: err}
 	}
 	var results []entry
 	if c, ok := src.(lookup.Cacher); ok {
 		results = lookup.EachCached(bctx.Context, keys, func(key string) (entry, bool) {
-			f, ok := c.Cached(key)
-			return entry{f: f}, ok
+			f, base, ok := c.CachedBase(key)
+			return entry{f: f, base: base}, ok
 		}, fetch)
 	} else {
 		results = lookup.Each(bctx.Context, keys, fetch)
@@ -104,7 +104,7 @@ func factsImpl(bctx oparego.BuiltinContext, arg *ast.Term) (*ast.Term, error) {
 			}
 			v = ast.ObjectTerm(items...)
 		} else {
-			fv, err := factsValue(r.f)
+			fv, err := factsValue(r.f, r.base)
 			if err != nil {
 				return nil, err
 			}
@@ -118,24 +118,56 @@ func factsImpl(bctx oparego.BuiltinContext, arg *ast.Term) (*ast.Term, error) {
 	return ast.ObjectTerm(out...), nil
 }
 
-// factsValues holds each Facts' Rego value, converted once: warm reviews
-// skip the JSON round trip.
-var factsValues facts.Memo[ast.Value]
+// baseValues holds the Rego value of each digest's facts (lookup's shared
+// base value, without per-key fields), converted once and dropped with the
+// base: a warm review only adds the key's image, reference and tagDigest.
+var baseValues facts.Memo[ast.Object]
 
-func factsValue(f *facts.Facts) (ast.Value, error) {
-	if v, ok := factsValues.Get(f); ok {
-		return v, nil
+// factsValue is f as a Rego value: its base's value with f's per-key
+// fields when the base is known, else f converted whole.
+func factsValue(f, base *facts.Facts) (ast.Value, error) {
+	if base == nil || base.Image != "" || base.TagDigest != "" {
+		return toValue(f)
 	}
+	bv, ok := baseValues.Get(base)
+	if !ok {
+		v, err := toValue(base)
+		if err != nil {
+			return nil, err
+		}
+		if bv, ok = v.(ast.Object); !ok {
+			return v, nil
+		}
+		baseValues.Put(base, bv)
+	}
+	out := ast.NewObject()
+	bv.Foreach(func(k, v *ast.Term) {
+		switch k.Value {
+		case ast.String("image"), ast.String("reference"), ast.String("tagDigest"):
+		default:
+			out.Insert(k, v)
+		}
+	})
+	out.Insert(ast.InternedTerm("image"), ast.StringTerm(f.Image))
+	out.Insert(ast.InternedTerm("reference"), ast.ObjectTerm(
+		ast.Item(ast.InternedTerm("registry"), ast.StringTerm(f.Reference.Registry)),
+		ast.Item(ast.InternedTerm("repository"), ast.StringTerm(f.Reference.Repository)),
+		ast.Item(ast.InternedTerm("tag"), ast.StringTerm(f.Reference.Tag)),
+		ast.Item(ast.InternedTerm("digest"), ast.StringTerm(f.Reference.Digest)),
+	))
+	if f.TagDigest != "" {
+		out.Insert(ast.InternedTerm("tagDigest"), ast.StringTerm(f.TagDigest))
+	}
+	return out, nil
+}
+
+// toValue converts through JSON, as policy input is.
+func toValue(f *facts.Facts) (ast.Value, error) {
 	b, err := json.Marshal(f)
 	if err != nil {
 		return nil, err
 	}
-	v, err := ast.ValueFromReader(bytes.NewReader(b))
-	if err != nil {
-		return nil, err
-	}
-	factsValues.Put(f, v)
-	return v, nil
+	return ast.ValueFromReader(bytes.NewReader(b))
 }
 
 // Capabilities are OPA's for this version without the disabled builtins.

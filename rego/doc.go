@@ -20,6 +20,7 @@
 // reference.parse runs as the Go builtin imagegate.parse_reference (the
 // pure-Rego parser, which Gatekeeper templates and `opa test` run, is held
 // to the same answers by TestParseReferenceMatchesRego and
-// FuzzParseReference), and each image's facts are converted to a Rego value
-// once per facts pointer (facts.Memo), not once per review.
+// FuzzParseReference), and each digest's facts are converted to a Rego value
+// once (facts.Memo, dropped with the cached facts), not once per review: a
+// review only adds each key's own image, reference and tagDigest.
 package rego

@@ -99,7 +99,7 @@ func (s *Server) handleFacts(w http.ResponseWriter, r *http.Request) {
 	for _, res := range results {
 		switch {
 		case res.Err == nil:
-			items = append(items, externaldata.Item{Key: res.Key, Value: factsJSON(res.Facts)})
+			items = append(items, externaldata.Item{Key: res.Key, Value: factsValue(res.Facts, res.Base)})
 			s.metrics.items.WithLabelValues("facts", "ok").Inc()
 		case facts.CodeOf(res.Err).Definitive():
 			items = append(items, externaldata.Item{Key: res.Key, Error: res.Err.Error()})
@@ -145,24 +145,67 @@ func (s *Server) handleDigest(w http.ResponseWriter, r *http.Request) {
 	writeProviderResponse(w, http.StatusOK, providerResponse(items))
 }
 
-// encodedFacts holds each Facts' JSON, encoded once (a json.RawMessage,
-// kept boxed so that handing it out allocates nothing): a warm key is
-// copied, not re-encoded, into every response that names it.
-var encodedFacts facts.Memo[any]
+// encodedBases holds, per digest's facts (lookup's shared base value), its
+// JSON after the per-key fields: encoded once, whatever number of keys name
+// the digest, and dropped with the base. A warm key's value is then written
+// as its own image, reference and tagDigest followed by these bytes.
+var encodedBases facts.Memo[[]byte]
 
-// factsJSON is f's JSON as json.Marshal writes it (the bytes a Value of
-// *facts.Facts would encode to), or f itself if it does not encode.
-func factsJSON(f *facts.Facts) any {
-	if v, ok := encodedFacts.Get(f); ok {
-		return v
+// basePrefix is how a base (no image, reference or tagDigest) encodes up to
+// its first digest-level field.
+const basePrefix = `{"image":"","reference":{"registry":"","repository":"","tag":"","digest":""},`
+
+// keyFacts is a warm key's facts value: the key's own fields, then the
+// digest's encoded rest (appendProviderResponse writes it).
+type keyFacts struct {
+	f    *facts.Facts
+	rest []byte // starts with "digest":
+}
+
+// factsValue is the Item value for f: spliced from its base's JSON when the
+// base is known, else f encoded whole.
+func factsValue(f, base *facts.Facts) any {
+	if base != nil && base.Image == "" && base.TagDigest == "" {
+		rest, ok := encodedBases.Get(base)
+		if !ok {
+			b, err := json.Marshal(base)
+			if err == nil && strings.HasPrefix(string(b), basePrefix) {
+				rest = b[len(basePrefix):]
+				encodedBases.Put(base, rest)
+			}
+		}
+		if rest != nil {
+			return &keyFacts{f: f, rest: rest}
+		}
 	}
 	b, err := json.Marshal(f)
 	if err != nil {
 		return f
 	}
-	var v any = json.RawMessage(b)
-	encodedFacts.Put(f, v)
-	return v
+	return json.RawMessage(b)
+}
+
+// appendKeyFacts writes k as one JSON object: the same members json.Marshal
+// writes for k.f, with tagDigest moved ahead of the digest-level fields.
+func appendKeyFacts(b []byte, k *keyFacts) []byte {
+	f := k.f
+	b = append(b, `{"image":`...)
+	b = appendJSON(b, f.Image)
+	b = append(b, `,"reference":{"registry":`...)
+	b = appendJSON(b, f.Reference.Registry)
+	b = append(b, `,"repository":`...)
+	b = appendJSON(b, f.Reference.Repository)
+	b = append(b, `,"tag":`...)
+	b = appendJSON(b, f.Reference.Tag)
+	b = append(b, `,"digest":`...)
+	b = appendJSON(b, f.Reference.Digest)
+	b = append(b, `},`...)
+	if f.TagDigest != "" {
+		b = append(b, `"tagDigest":`...)
+		b = appendJSON(b, f.TagDigest)
+		b = append(b, ',')
+	}
+	return append(b, k.rest...)
 }
 
 func providerResponse(items []externaldata.Item) externaldata.ProviderResponse {
@@ -211,10 +254,13 @@ func writeProviderResponse(w http.ResponseWriter, status int, resp externaldata.
 	size := 128 + len(resp.Response.SystemError)
 	for _, it := range resp.Response.Items {
 		size += 32 + len(it.Key) + len(it.Error)
-		if raw, ok := it.Value.(json.RawMessage); ok {
-			size += len(raw)
-		} else if s, ok := it.Value.(string); ok {
-			size += len(s)
+		switch v := it.Value.(type) {
+		case *keyFacts:
+			size += 256 + len(v.f.Image) + len(v.rest)
+		case json.RawMessage:
+			size += len(v)
+		case string:
+			size += len(v)
 		}
 	}
 	b := appendProviderResponse(make([]byte, 0, size), resp)
@@ -268,9 +314,16 @@ func appendProviderResponse(b []byte, resp externaldata.ProviderResponse) []byte
 			}
 			if it.Value != nil {
 				field("value")
-				if raw, ok := it.Value.(json.RawMessage); ok && raw != nil {
-					b = append(b, raw...)
-				} else {
+				switch v := it.Value.(type) {
+				case *keyFacts:
+					b = appendKeyFacts(b, v)
+				case json.RawMessage:
+					if v == nil {
+						b = append(b, "null"...)
+					} else {
+						b = append(b, v...)
+					}
+				default:
 					b = appendJSON(b, it.Value)
 				}
 			}

@@ -17,7 +17,10 @@ type Lookup interface {
 type Result struct {
 	Key   string
 	Facts *facts.Facts
-	Err   error
+	// Base, when known, is the digest's facts Facts was composed from
+	// (lookup.Service.CachedBase): what encodings are kept for.
+	Base *facts.Facts
+	Err  error
 }
 
 // LookupAll looks up every key in parallel, each distinct key once, and
@@ -31,8 +34,8 @@ func LookupAll(ctx context.Context, l Lookup, keys []string) []Result {
 	}
 	if c, ok := l.(lookup.Cacher); ok {
 		return lookup.EachCached(ctx, keys, func(key string) (Result, bool) {
-			f, ok := c.Cached(key)
-			return Result{Key: key, Facts: f}, ok
+			f, base, ok := c.CachedBase(key)
+			return Result{Key: key, Facts: f, Base: base}, ok
 		}, fetch)
 	}
 	return lookup.Each(ctx, keys, fetch)

@@ -70,7 +70,8 @@ func EachCached[T any](ctx context.Context, keys []string, cached func(string) (
 }
 
 // Cacher is a facts source that can answer warm keys from memory
-// (Service.Cached).
+// (Service.CachedBase): the key's facts and the digest's facts they were
+// composed from.
 type Cacher interface {
-	Cached(key string) (*facts.Facts, bool)
+	CachedBase(key string) (f, base *facts.Facts, ok bool)
 }

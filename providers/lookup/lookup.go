@@ -57,7 +57,7 @@ type Options struct {
 type Service struct {
 	o        Options
 	gen      string
-	tags     *lru[v1.Descriptor]
+	tags     *lru[v1.Hash] // tag → the digest it pointed to
 	facts    *lru[*facts.Facts]
 	refs     *lru[*keyState]
 	negative *lru[error]
@@ -95,7 +95,7 @@ func New(o Options) (*Service, error) {
 	return &Service{
 		o:        o,
 		gen:      strconv.FormatUint(o.Generation, 10) + "|",
-		tags:     newLRU[v1.Descriptor](o.MaxEntries, o.Now),
+		tags:     newLRU[v1.Hash](o.MaxEntries, o.Now),
 		facts:    newLRU[*facts.Facts](o.MaxEntries, o.Now),
 		refs:     newLRU[*keyState](o.MaxEntries, o.Now),
 		negative: newLRU[error](o.MaxEntries, o.Now),
@@ -163,43 +163,52 @@ func (s *Service) keyState(key string) (*keyState, error) {
 // I/O, no goroutine, no wait. ok is false otherwise, and for keys that fail;
 // Facts then answers. What Cached returns is what Facts would.
 func (s *Service) Cached(key string) (f *facts.Facts, ok bool) {
+	f, _, ok = s.CachedBase(key)
+	return f, ok
+}
+
+// CachedBase is Cached that also returns the digest's facts f was composed
+// from (shared by every key naming that digest, without the per-key fields
+// image, reference and tagDigest), so encodings can be kept per digest
+// rather than per key.
+func (s *Service) CachedBase(key string) (f, base *facts.Facts, ok bool) {
 	ks, found := s.refs.get(key)
 	if !found || ks.checkErr != nil {
-		return nil, false
+		return nil, nil, false
 	}
 	last := ks.last.Load()
-	var tag v1.Descriptor
+	var tag v1.Hash
 	if ks.tagKey != "" {
 		if tag, ok = s.tags.get(ks.tagKey); !ok {
-			return nil, false
+			return nil, nil, false
 		}
 	}
 	fkey := ks.pinnedKey
 	if fkey == "" {
 		// A tag key: its facts are the tag's digest's.
-		if last != nil && last.tagHash == tag.Digest {
+		if last != nil && last.tagHash == tag {
 			fkey = last.factsKey
 		} else {
-			fkey = s.factsKey(ks.ref, tag.Digest.String())
+			fkey = s.factsKey(ks.ref, tag.String())
 		}
 	}
-	base, ok := s.facts.get(fkey)
+	base, ok = s.facts.get(fkey)
 	if !ok {
 		// Facts answers, and counts the misses.
-		return nil, false
+		return nil, nil, false
 	}
 	if ks.tagKey != "" {
 		s.o.Observer.ObserveCache("tag", true)
 	}
 	s.o.Observer.ObserveCache("facts", true)
-	if last != nil && last.base == base && last.tagHash == tag.Digest {
-		return last.out, true
+	if last != nil && last.base == base && last.tagHash == tag {
+		return last.out, base, true
 	}
 	tagDigest := ""
 	if ks.pinnedKey != "" && ks.tagKey != "" {
-		tagDigest = tag.Digest.String()
+		tagDigest = tag.String()
 	}
-	return s.compose(ks, base, fkey, tag.Digest, tagDigest), true
+	return s.compose(ks, base, fkey, tag, tagDigest), base, true
 }
 
 // Facts returns the facts for one image key. The returned value is shared with
@@ -227,10 +236,10 @@ func (s *Service) Facts(ctx context.Context, key string) (*facts.Facts, error) {
 			if err != nil {
 				return nil, err
 			}
-			return s.compose(ks, f, ks.pinnedKey, d.Digest, d.Digest.String()), nil
+			return s.compose(ks, f, ks.pinnedKey, d, d.String()), nil
 		}
 		type res struct {
-			d   v1.Descriptor
+			d   v1.Hash
 			err error
 		}
 		ch := make(chan res, 1)
@@ -246,7 +255,7 @@ func (s *Service) Facts(ctx context.Context, key string) (*facts.Facts, error) {
 		if r.err != nil {
 			return nil, r.err
 		}
-		return s.compose(ks, f, ks.pinnedKey, r.d.Digest, r.d.Digest.String()), nil
+		return s.compose(ks, f, ks.pinnedKey, r.d, r.d.String()), nil
 	case ref.Digest != nil:
 		digest = ref.Digest.DigestStr()
 	default:
@@ -260,7 +269,7 @@ func (s *Service) Facts(ctx context.Context, key string) (*facts.Facts, error) {
 			}
 			return nil, err
 		}
-		digest, tagHash = d.Digest.String(), d.Digest
+		digest, tagHash = d.String(), d
 	}
 	f, err := s.describe(ctx, ref, digest)
 	if err != nil {
@@ -283,7 +292,7 @@ func (s *Service) warm(ctx context.Context, ref registry.Ref) {
 	if err != nil {
 		return
 	}
-	_, _ = s.describe(bg, ref, d.Digest.String())
+	_, _ = s.describe(bg, ref, d.String())
 }
 
 // Pinned is an image key resolved to a digest.
@@ -317,7 +326,7 @@ func (s *Service) Digest(ctx context.Context, key string) (Pinned, error) {
 	if err != nil {
 		return Pinned{}, err
 	}
-	p.Digest = d.Digest.String()
+	p.Digest = d.String()
 	return p, nil
 }
 
@@ -337,7 +346,7 @@ func (s *Service) compose(ks *keyState, cached *facts.Facts, fkey string, tagHas
 }
 
 // resolve returns the tag's current descriptor, from the tag cache when fresh.
-func (s *Service) resolve(ctx context.Context, ref registry.Ref) (v1.Descriptor, error) {
+func (s *Service) resolve(ctx context.Context, ref registry.Ref) (v1.Hash, error) {
 	if d, ok := s.cachedTag(ref); ok {
 		return d, nil
 	}
@@ -348,13 +357,13 @@ func (s *Service) resolve(ctx context.Context, ref registry.Ref) (v1.Descriptor,
 		if err != nil {
 			return nil, err
 		}
-		s.tags.add(key, d, s.o.TagTTL)
-		return d, nil
+		s.tags.add(key, d.Digest, s.o.TagTTL)
+		return d.Digest, nil
 	})
 	if err != nil {
-		return v1.Descriptor{}, err
+		return v1.Hash{}, err
 	}
-	return v.(v1.Descriptor), nil
+	return v.(v1.Hash), nil
 }
 
 func (s *Service) tagKey(ref registry.Ref) string {
@@ -362,7 +371,7 @@ func (s *Service) tagKey(ref registry.Ref) string {
 }
 
 // cachedTag returns the tag's descriptor when the tag cache holds it.
-func (s *Service) cachedTag(ref registry.Ref) (v1.Descriptor, bool) {
+func (s *Service) cachedTag(ref registry.Ref) (v1.Hash, bool) {
 	d, ok := s.tags.get(s.tagKey(ref))
 	s.o.Observer.ObserveCache("tag", ok)
 	return d, ok

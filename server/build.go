@@ -64,6 +64,8 @@ func NewLookup(cfg *config.Config, m *Metrics, generation uint64) (*lookup.Servi
 			Children:      cfg.Limits.Children,
 		},
 		UserAgent: "imagegate/" + Version,
+		// Per-repository connection and auth state is bounded like the caches.
+		MaxRepositories: cfg.Cache.MaxEntries,
 	}
 	sv, err := signature.New(signature.Options{
 		Keys:         cfg.Trust.Keys,

@@ -24,7 +24,7 @@ func (c *Client) Referrers(ctx context.Context, image string, d name.Digest) ([]
 	}
 	// Reuse the shared puller: its per-repository transport is already
 	// authenticated, so a referrers call costs no extra ping or token round trip.
-	idx, err := remote.Referrers(d, remote.Reuse(c.puller), remote.WithContext(ctx))
+	idx, err := remote.Referrers(d, remote.Reuse(c.pullers.For(d.Context())), remote.WithContext(ctx))
 	if err != nil {
 		return nil, wrap(image, "list referrers of "+d.DigestStr(), err)
 	}
@@ -42,7 +42,7 @@ func (c *Client) Manifest(ctx context.Context, image string, ref name.Reference)
 	if err := c.guard.CheckRegistry(canonicalRegistry(ref.Context().RegistryStr())); err != nil {
 		return nil, v1.Descriptor{}, &facts.Error{Code: facts.CodeNotAllowed, Image: image, Err: err}
 	}
-	d, err := c.puller.Get(ctx, ref)
+	d, err := c.pullers.For(ref.Context()).Get(ctx, ref)
 	if err != nil {
 		return nil, v1.Descriptor{}, wrap(image, "get manifest "+ref.Identifier(), err)
 	}
@@ -54,7 +54,7 @@ func (c *Client) Blob(ctx context.Context, image string, d name.Digest, max int6
 	if err := c.guard.CheckRegistry(canonicalRegistry(d.RegistryStr())); err != nil {
 		return nil, &facts.Error{Code: facts.CodeNotAllowed, Image: image, Err: err}
 	}
-	layer, err := c.puller.Layer(withBodyLimit(ctx, max), d)
+	layer, err := c.pullers.For(d.Context()).Layer(withBodyLimit(ctx, max), d)
 	if err != nil {
 		return nil, wrap(image, "get blob "+d.DigestStr(), err)
 	}

@@ -58,13 +58,17 @@ type Options struct {
 	// Retry bounds retries of transient failures (429, 5xx, resets). Zero takes
 	// a short backoff suited to admission budgets.
 	Retry remote.Backoff
+	// MaxRepositories bounds the per-repository connection and auth state
+	// kept between lookups; past it, that state starts afresh. Zero takes
+	// DefaultMaxRepositories.
+	MaxRepositories int
 }
 
 // Client fetches image facts. It is safe for concurrent use and meant to be
-// built once: its puller caches registry authentication.
+// built once: its pullers cache registry authentication.
 type Client struct {
-	guard  Guard
-	puller *remote.Puller
+	guard   Guard
+	pullers *pullers
 	limits Limits
 	jobs   int
 }
@@ -104,11 +108,14 @@ func New(o Options) (*Client, error) {
 		remote.WithJobs(o.Jobs),
 		remote.WithRetryBackoff(o.Retry),
 	}
-	puller, err := remote.NewPuller(opts...)
+	if o.MaxRepositories <= 0 {
+		o.MaxRepositories = DefaultMaxRepositories
+	}
+	p, err := newPullers(o.MaxRepositories, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("registry: %w", err)
 	}
-	return &Client{guard: o.Guard, puller: puller, limits: o.Limits, jobs: o.Jobs}, nil
+	return &Client{guard: o.Guard, pullers: p, limits: o.Limits, jobs: o.Jobs}, nil
 }
 
 // Check reports, without any I/O, whether ref's registry may be contacted.
@@ -126,14 +133,14 @@ func (c *Client) Resolve(ctx context.Context, image string, tag name.Tag) (v1.De
 	if err := c.guard.CheckRegistry(canonicalRegistry(tag.RegistryStr())); err != nil {
 		return v1.Descriptor{}, &facts.Error{Code: facts.CodeNotAllowed, Image: image, Err: err}
 	}
-	desc, err := c.puller.Head(ctx, tag)
+	desc, err := c.pullers.For(tag.Context()).Head(ctx, tag)
 	if err == nil {
 		return *desc, nil
 	}
 	if code := classify(err); code != facts.CodeUnavailable || !headLacksDigest(err) {
 		return v1.Descriptor{}, wrap(image, "resolve tag "+tag.TagStr(), err)
 	}
-	d, err := c.puller.Get(ctx, tag)
+	d, err := c.pullers.For(tag.Context()).Get(ctx, tag)
 	if err != nil {
 		return v1.Descriptor{}, wrap(image, "resolve tag "+tag.TagStr(), err)
 	}
@@ -155,7 +162,7 @@ func (c *Client) DescribeEach(ctx context.Context, image string, d name.Digest, 
 	if err := c.guard.CheckRegistry(canonicalRegistry(d.RegistryStr())); err != nil {
 		return nil, &facts.Error{Code: facts.CodeNotAllowed, Image: image, Err: err}
 	}
-	desc, err := c.puller.Get(ctx, d) // ggcr checks the body against the digest
+	desc, err := c.pullers.For(d.Context()).Get(ctx, d) // ggcr checks the body against the digest
 	if err != nil {
 		return nil, wrap(image, "get manifest "+d.DigestStr(), err)
 	}
@@ -219,7 +226,7 @@ func (c *Client) platforms(ctx context.Context, image string, repo name.Reposito
 		}
 		g.Go(func() error {
 			child := repo.Digest(m.Digest.String())
-			desc, err := c.puller.Get(gctx, child)
+			desc, err := c.pullers.For(repo).Get(gctx, child)
 			if err != nil {
 				return overDeclared(image, "get platform manifest "+m.Digest.String(), m.Size, err)
 			}
@@ -252,7 +259,7 @@ func (c *Client) imageConfig(ctx context.Context, image string, repo name.Reposi
 	if m.Config.Size > c.limits.ConfigBytes {
 		return nil, facts.Errorf(facts.CodeInvalidContent, image, "config %s is %d bytes, more than the limit of %d", m.Config.Digest, m.Config.Size, c.limits.ConfigBytes)
 	}
-	layer, err := c.puller.Layer(ctx, repo.Digest(m.Config.Digest.String()))
+	layer, err := c.pullers.For(repo).Layer(ctx, repo.Digest(m.Config.Digest.String()))
 	if err != nil {
 		return nil, wrap(image, "get config "+m.Config.Digest.String(), err)
 	}

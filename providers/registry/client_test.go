@@ -847,3 +847,23 @@ func TestResolveFallsBackToGet(t *testing.T) {
 		})
 	}
 }
+
+// TestPullerStateSwapKeepsWorking: lookups keep working when the
+// per-repository state starts afresh on every new repository
+// (MaxRepositories 1), and when one repository returns after the swap.
+func TestPullerStateSwapKeepsWorking(t *testing.T) {
+	reg := registrytest.New(t)
+	var keys []string
+	for _, repo := range []string{"team/a", "team/b", "team/c", "team/a"} {
+		if len(keys) < 3 {
+			reg.PushImage(t, repo, "v1", registrytest.Image{Created: created})
+		}
+		keys = append(keys, reg.Host+"/"+repo+":v1")
+	}
+	c := newClient(t, reg.Host, registry.Options{MaxRepositories: 1})
+	for _, k := range keys {
+		if _, err := describeKey(t.Context(), c, func(string) bool { return true }, k); err != nil {
+			t.Fatalf("%s: %v", k, err)
+		}
+	}
+}

@@ -69,8 +69,8 @@ type Options struct {
 type Client struct {
 	guard   Guard
 	pullers *pullers
-	limits Limits
-	jobs   int
+	limits  Limits
+	jobs    int
 }
 
 // New builds a Client.

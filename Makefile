@@ -140,8 +140,9 @@ bench: $(TOOLS_BIN)/benchstat $(TOOLS_DIR)/cosign-v3/cosign $(TOOLS_DIR)/cosign-
 	  st=$$?; cat $(BENCH_OUT)/micro.txt; exit $$st
 	$(TOOLS_BIN)/benchstat $(BENCH_OUT)/micro.txt > $(BENCH_OUT)/micro-benchstat.txt && cat $(BENCH_OUT)/micro-benchstat.txt
 	BENCH_OUT=$(BENCH_OUT) go test -tags bench -count=1 -timeout 30m -v -run TestLoad ./test/bench/
+	BENCH_OUT=$(BENCH_OUT) go test -tags bench -count=1 -timeout 5m -v -run TestCold ./test/bench/
 	BENCH_OUT=$(BENCH_OUT) go test -tags bench -count=1 -timeout 30m -v -run 'TestCosign|TestMemory' ./test/bench/
-	@echo "results: $(BENCH_OUT)/micro.txt, micro-benchstat.txt, load.md, load.json, cosign.md, memory.md"
+	@echo "results: $(BENCH_OUT)/micro.txt, micro-benchstat.txt, load.md, load.json, cold.md, cosign.md, memory.md"
 
 # e2e: the control-plane suite (test/e2e, build tag e2e, so `go test ./...`
 # never runs it): etcd + kube-apiserver with the ImagePolicyWebhook configured

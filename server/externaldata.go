@@ -190,19 +190,19 @@ func factsValue(f, base *facts.Facts) any {
 func appendKeyFacts(b []byte, k *keyFacts) []byte {
 	f := k.f
 	b = append(b, `{"image":`...)
-	b = appendJSON(b, f.Image)
+	b = appendString(b, f.Image)
 	b = append(b, `,"reference":{"registry":`...)
-	b = appendJSON(b, f.Reference.Registry)
+	b = appendString(b, f.Reference.Registry)
 	b = append(b, `,"repository":`...)
-	b = appendJSON(b, f.Reference.Repository)
+	b = appendString(b, f.Reference.Repository)
 	b = append(b, `,"tag":`...)
-	b = appendJSON(b, f.Reference.Tag)
+	b = appendString(b, f.Reference.Tag)
 	b = append(b, `,"digest":`...)
-	b = appendJSON(b, f.Reference.Digest)
+	b = appendString(b, f.Reference.Digest)
 	b = append(b, `},`...)
 	if f.TagDigest != "" {
 		b = append(b, `"tagDigest":`...)
-		b = appendJSON(b, f.TagDigest)
+		b = appendString(b, f.TagDigest)
 		b = append(b, ',')
 	}
 	return append(b, k.rest...)
@@ -285,11 +285,11 @@ func appendProviderResponse(b []byte, resp externaldata.ProviderResponse) []byte
 	}
 	if resp.APIVersion != "" {
 		field("apiVersion")
-		b = appendJSON(b, resp.APIVersion)
+		b = appendString(b, resp.APIVersion)
 	}
 	if resp.Kind != "" {
 		field("kind")
-		b = appendJSON(b, string(resp.Kind))
+		b = appendString(b, string(resp.Kind))
 	}
 	field("response")
 	b = append(b, '{')
@@ -310,7 +310,7 @@ func appendProviderResponse(b []byte, resp externaldata.ProviderResponse) []byte
 			comma = false
 			if it.Key != "" {
 				field("key")
-				b = appendJSON(b, it.Key)
+				b = appendString(b, it.Key)
 			}
 			if it.Value != nil {
 				field("value")
@@ -329,7 +329,7 @@ func appendProviderResponse(b []byte, resp externaldata.ProviderResponse) []byte
 			}
 			if it.Error != "" {
 				field("error")
-				b = appendJSON(b, it.Error)
+				b = appendString(b, it.Error)
 			}
 			b = append(b, '}')
 		}
@@ -338,9 +338,20 @@ func appendProviderResponse(b []byte, resp externaldata.ProviderResponse) []byte
 	}
 	if r.SystemError != "" {
 		field("systemError")
-		b = appendJSON(b, r.SystemError)
+		b = appendString(b, r.SystemError)
 	}
 	return append(b, '}', '}', '\n')
+}
+
+// appendString appends s as json.Marshal encodes it (without boxing it
+// into an interface, which would allocate, when it needs no escaping).
+func appendString(b []byte, s string) []byte {
+	if plainJSONString(s) {
+		b = append(b, '"')
+		b = append(b, s...)
+		return append(b, '"')
+	}
+	return appendJSON(b, s)
 }
 
 // appendJSON appends v as json.Marshal encodes it.

@@ -13,6 +13,7 @@ import (
 	"github.com/open-policy-agent/opa/v1/tester"
 
 	"github.com/imagegate/imagegate/providers/registry"
+	"github.com/imagegate/imagegate/rego"
 )
 
 // libCapabilities loads rego/capabilities.json, the capabilities every
@@ -270,16 +271,8 @@ var referenceCorpus = []struct {
 	{desc: "tag starting with a dash", key: "ghcr.io/x:-1", stricter: true},
 }
 
-// parsed is imagegate.lib.reference.parse's result.
-type parsed struct {
-	Valid       bool   `json:"valid"`
-	Error       string `json:"error"`
-	Registry    string `json:"registry"`
-	Repository  string `json:"repository"`
-	Tag         string `json:"tag"`
-	Digest      string `json:"digest"`
-	ImplicitTag bool   `json:"implicitTag"`
-}
+// parsed is imagegate.lib.reference.parse's result (the Go twin's type).
+type parsed = rego.ParsedReference
 
 func prepareParse(t testing.TB) oparego.PreparedEvalQuery {
 	t.Helper()

@@ -10,10 +10,7 @@ import (
 )
 
 // goParse is the engine's Go twin of reference.parse, as policy sees it.
-func goParse(key string) parsed {
-	r := rego.ParseReference(key)
-	return parsed(r)
-}
+func goParse(key string) parsed { return rego.ParseReference(key) }
 
 // referenceExtras exercise the branches of the parser the corpus of
 // lib_test.go reaches less often: error order, lengths, aliases, Unicode.

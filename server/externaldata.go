@@ -317,6 +317,8 @@ func appendProviderResponse(b []byte, resp externaldata.ProviderResponse) []byte
 				switch v := it.Value.(type) {
 				case *keyFacts:
 					b = appendKeyFacts(b, v)
+				case string:
+					b = appendString(b, v)
 				case json.RawMessage:
 					if v == nil {
 						b = append(b, "null"...)
@@ -356,11 +358,6 @@ func appendString(b []byte, s string) []byte {
 
 // appendJSON appends v as json.Marshal encodes it.
 func appendJSON(b []byte, v any) []byte {
-	if s, ok := v.(string); ok && plainJSONString(s) {
-		b = append(b, '"')
-		b = append(b, s...)
-		return append(b, '"')
-	}
 	enc, err := json.Marshal(v)
 	if err != nil {
 		return append(b, "null"...)

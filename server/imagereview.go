@@ -86,10 +86,15 @@ func (s *Server) handleImageReview(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), s.budget)
 	defer cancel()
 	d, err := Evaluate(ctx, s.policy, input, s.lookup)
-	if err != nil && ctx.Err() != nil && r.Context().Err() == nil {
-		// The budget ran out mid-evaluation (overload, not a verdict): a 503,
+	if (err != nil || !d.Allowed) && ctx.Err() != nil && r.Context().Err() == nil {
+		// The budget ran out before an admission could be decided: facts
+		// still being fetched, or the policy still evaluating (whichever
+		// noticed the deadline first; either way not a verdict). A 503,
 		// which the apiserver retries and never caches as a denial (it
 		// caches 200 denials for denyTTL), then answers by its defaultAllow.
+		if err == nil {
+			err = errors.New(d.Reason)
+		}
 		s.logger.LogAttrs(r.Context(), slog.LevelWarn, "image review over budget",
 			slog.String("request_id", middleware.GetReqID(r.Context())), slog.String("error", err.Error()))
 		s.metrics.decisions.WithLabelValues("over_budget").Inc()

@@ -245,10 +245,12 @@ func subject(t *testing.T, reg *registrytest.Registry, repo string, d v1.Hash) v
 	return v1.Descriptor{MediaType: desc.MediaType, Size: desc.Size, Digest: desc.Digest}
 }
 
-// TestImageReviewOverBudget: when the budget runs out while policy is still
-// evaluating (here: the registry is slower than the budget), the answer is a
-// 503 saying so, with Retry-After, not a 200 denial the apiserver would
-// cache for denyTTL; the fetch carries on, and the next review is decided.
+// TestImageReviewOverBudget: when the budget runs out before the review
+// could be admitted (here: the registry is slower than the budget, so the
+// facts builtin or the evaluation notices the deadline, depending on
+// timing), the answer is a 503 saying so, with Retry-After, not a 200
+// denial the apiserver would cache for denyTTL; the fetch carries on, and
+// the next review is decided.
 func TestImageReviewOverBudget(t *testing.T) {
 	reg := registrytest.New(t)
 	d := reg.PushImage(t, "team/slow", "v1", registrytest.Image{Created: time.Now()})

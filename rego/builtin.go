@@ -17,9 +17,7 @@ import (
 )
 
 // Facts is what the engine needs to answer imagegate.facts.
-type Facts interface {
-	Facts(ctx context.Context, key string) (*facts.Facts, error)
-}
+type Facts = lookup.Source
 
 // FactsBuiltin is the name of the builtin policies call for facts.
 const FactsBuiltin = "imagegate.facts"
@@ -73,38 +71,22 @@ func factsImpl(bctx oparego.BuiltinContext, arg *ast.Term) (*ast.Term, error) {
 	if bad != nil {
 		return nil, bad
 	}
-	type entry struct {
-		f, base *facts.Facts
-		err     error
-	}
-	fetch := func(ctx context.Context, key string) entry {
-		f, err := src.Facts(ctx, key)
-		return entry{f: f, err: err}
-	}
-	var results []entry
-	if c, ok := src.(lookup.Cacher); ok {
-		results = lookup.EachCached(bctx.Context, keys, func(key string) (entry, bool) {
-			f, base, ok := c.CachedBase(key)
-			return entry{f: f, base: base}, ok
-		}, fetch)
-	} else {
-		results = lookup.Each(bctx.Context, keys, fetch)
-	}
+	results := lookup.FactsAll(bctx.Context, src, keys)
 	out := make([][2]*ast.Term, 0, len(keys))
 	for i, k := range keys {
 		r := results[i]
 		var v *ast.Term
-		if r.err != nil {
+		if r.Err != nil {
 			items := [][2]*ast.Term{
 				ast.Item(ast.InternedTerm("ok"), ast.InternedTerm(false)),
-				ast.Item(ast.InternedTerm("error"), ast.StringTerm(r.err.Error())),
+				ast.Item(ast.InternedTerm("error"), ast.StringTerm(r.Err.Error())),
 			}
-			if !facts.CodeOf(r.err).Definitive() {
+			if !facts.CodeOf(r.Err).Definitive() {
 				items = append(items, ast.Item(ast.InternedTerm("transient"), ast.InternedTerm(true)))
 			}
 			v = ast.ObjectTerm(items...)
 		} else {
-			fv, err := factsValue(r.f, r.base)
+			fv, err := factsValue(r.Facts, r.Base)
 			if err != nil {
 				return nil, err
 			}

@@ -262,8 +262,14 @@ func systemError(msgs []string, total int) string {
 // writeProviderError answers a rejected request with a ProviderResponse whose
 // systemError says why, so Gatekeeper's logs and violations show the reason.
 func (s *Server) writeProviderError(w http.ResponseWriter, status int, err error) {
+	writeSystemError(w, status, err.Error())
+}
+
+// writeSystemError answers with an empty ProviderResponse whose systemError
+// is msg: what Gatekeeper shows users for a request that failed as a whole.
+func writeSystemError(w http.ResponseWriter, status int, msg string) {
 	resp := providerResponse(nil)
-	resp.Response.SystemError = err.Error()
+	resp.Response.SystemError = msg
 	writeProviderResponse(w, status, resp)
 }
 

@@ -98,11 +98,7 @@ func (s *Server) handleImageReview(w http.ResponseWriter, r *http.Request) {
 		s.logger.LogAttrs(r.Context(), slog.LevelWarn, "image review over budget",
 			slog.String("request_id", middleware.GetReqID(r.Context())), slog.String("error", err.Error()))
 		s.metrics.decisions.WithLabelValues("over_budget").Inc()
-		w.Header().Set("Retry-After", "1")
-		writeJSON(w, http.StatusServiceUnavailable, imagepolicy.ImageReview{
-			TypeMeta: metav1.TypeMeta{APIVersion: imageReviewAPIVersion, Kind: "ImageReview"},
-			Status:   imagepolicy.ImageReviewStatus{Allowed: false, Reason: fmt.Sprintf("imagegate could not evaluate image policy within its budget (%s): %v; retry", s.budget, err)},
-		})
+		writeReviewUnavailable(w, fmt.Sprintf("imagegate could not evaluate image policy within its budget (%s): %v; retry", s.budget, err))
 		return
 	}
 	if err != nil {
@@ -123,6 +119,17 @@ func (s *Server) handleImageReview(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, imagepolicy.ImageReview{
 		TypeMeta: metav1.TypeMeta{APIVersion: imageReviewAPIVersion, Kind: "ImageReview"},
 		Status:   imagepolicy.ImageReviewStatus{Allowed: d.Allowed, Reason: d.Reason, AuditAnnotations: d.AuditAnnotations},
+	})
+}
+
+// writeReviewUnavailable answers an ImageReview with 503, Retry-After and
+// reason: the apiserver retries (retryBackoff), never caches it as a
+// denial, and then applies defaultAllow.
+func writeReviewUnavailable(w http.ResponseWriter, reason string) {
+	w.Header().Set("Retry-After", "1")
+	writeJSON(w, http.StatusServiceUnavailable, imagepolicy.ImageReview{
+		TypeMeta: metav1.TypeMeta{APIVersion: imageReviewAPIVersion, Kind: "ImageReview"},
+		Status:   imagepolicy.ImageReviewStatus{Allowed: false, Reason: reason},
 	})
 }
 

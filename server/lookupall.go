@@ -14,29 +14,11 @@ type Lookup interface {
 }
 
 // Result is the outcome for one key.
-type Result struct {
-	Key   string
-	Facts *facts.Facts
-	// Base, when known, is the digest's facts Facts was composed from
-	// (lookup.Service.CachedBase): what encodings are kept for.
-	Base *facts.Facts
-	Err  error
-}
+type Result = lookup.Result
 
-// LookupAll looks up every key in parallel, each distinct key once, and
-// returns one result per key in order (a repeated key repeats its result).
-// Keys still running when ctx ends are transient failures. The server and
+// LookupAll looks up every key (lookup.FactsAll): warm keys from memory,
+// the others in parallel, one result per key in order. The server and
 // `imagegate facts` share this path.
 func LookupAll(ctx context.Context, l Lookup, keys []string) []Result {
-	fetch := func(ctx context.Context, key string) Result {
-		f, err := l.Facts(ctx, key)
-		return Result{Key: key, Facts: f, Err: err}
-	}
-	if c, ok := l.(lookup.Cacher); ok {
-		return lookup.EachCached(ctx, keys, func(key string) (Result, bool) {
-			f, base, ok := c.CachedBase(key)
-			return Result{Key: key, Facts: f, Base: base}, ok
-		}, fetch)
-	}
-	return lookup.Each(ctx, keys, fetch)
+	return lookup.FactsAll(ctx, l, keys)
 }

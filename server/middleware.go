@@ -11,8 +11,6 @@ import (
 	"time"
 
 	"github.com/go-chi/chi/v5/middleware"
-	imagepolicy "k8s.io/api/imagepolicy/v1alpha1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 // logRequests logs one line per request: no bodies, no headers, no credentials.
@@ -92,10 +90,7 @@ func requireClientCert(next http.Handler) http.Handler {
 		if r.TLS == nil || len(r.TLS.VerifiedChains) == 0 {
 			const msg = "forbidden: a client certificate signed by imagegate's tls.clientCAFile is required"
 			if strings.HasPrefix(r.URL.Path, "/v1/externaldata/") {
-				// Gatekeeper shows a ProviderResponse's systemError to users.
-				resp := providerResponse(nil)
-				resp.Response.SystemError = msg
-				writeJSON(w, http.StatusForbidden, resp)
+				writeSystemError(w, http.StatusForbidden, msg)
 				return
 			}
 			writeJSON(w, http.StatusForbidden, map[string]string{"error": msg})
@@ -158,21 +153,13 @@ func (l *limiter) limit(handler string, next http.Handler) http.Handler {
 		release, reason := l.acquire(r)
 		if release == nil {
 			l.metrics.shed.WithLabelValues(handler).Inc()
-			w.Header().Set("Retry-After", "1")
-			switch handler {
-			case "imagereview":
-				// The apiserver retries 5xx and then applies defaultAllow;
-				// the reason is for its logs and ours.
-				writeJSON(w, http.StatusServiceUnavailable, imagepolicy.ImageReview{
-					TypeMeta: metav1.TypeMeta{APIVersion: imageReviewAPIVersion, Kind: "ImageReview"},
-					Status:   imagepolicy.ImageReviewStatus{Allowed: false, Reason: "imagegate " + reason},
-				})
-			default:
-				// Gatekeeper shows systemError; a non-200 fails closed.
-				resp := providerResponse(nil)
-				resp.Response.SystemError = reason
-				writeJSON(w, http.StatusServiceUnavailable, resp)
+			if handler == "imagereview" {
+				writeReviewUnavailable(w, "imagegate "+reason)
+				return
 			}
+			// Gatekeeper shows systemError; a non-200 fails closed.
+			w.Header().Set("Retry-After", "1")
+			writeSystemError(w, http.StatusServiceUnavailable, reason)
 			return
 		}
 		defer release()

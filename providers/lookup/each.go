@@ -69,9 +69,43 @@ func EachCached[T any](ctx context.Context, keys []string, cached func(string) (
 	return out
 }
 
-// Cacher is a facts source that can answer warm keys from memory
+// Source is a facts source: the Service, or a stand-in in tests.
+type Source interface {
+	Facts(ctx context.Context, key string) (*facts.Facts, error)
+}
+
+// Cacher is a Source that can answer warm keys from memory
 // (Service.CachedBase): the key's facts and the digest's facts they were
 // composed from.
 type Cacher interface {
 	CachedBase(key string) (f, base *facts.Facts, ok bool)
+}
+
+// Result is the outcome of a facts lookup for one key.
+type Result struct {
+	Key   string
+	Facts *facts.Facts
+	// Base, when known, is the digest's facts Facts was composed from
+	// (Service.CachedBase): what derived encodings are kept for.
+	Base *facts.Facts
+	Err  error
+}
+
+// FactsAll looks up every key, warm keys from memory when src is a Cacher
+// and the rest in parallel, each distinct key once, and returns one result
+// per key in order. Keys still running when ctx ends are transient
+// failures. The facts endpoint, `imagegate facts` and the policy builtin
+// share it.
+func FactsAll(ctx context.Context, src Source, keys []string) []Result {
+	fetch := func(ctx context.Context, key string) Result {
+		f, err := src.Facts(ctx, key)
+		return Result{Key: key, Facts: f, Err: err}
+	}
+	if c, ok := src.(Cacher); ok {
+		return EachCached(ctx, keys, func(key string) (Result, bool) {
+			f, base, ok := c.CachedBase(key)
+			return Result{Key: key, Facts: f, Base: base}, ok
+		}, fetch)
+	}
+	return Each(ctx, keys, fetch)
 }

@@ -158,19 +158,13 @@ func (s *Service) keyState(key string) (*keyState, error) {
 	return ks, nil
 }
 
-// Cached returns key's facts when the caches hold everything needed to
+// CachedBase returns key's facts when the caches hold everything needed to
 // answer (parsed key, the tag's digest while fresh, the digest's facts): no
 // I/O, no goroutine, no wait. ok is false otherwise, and for keys that fail;
-// Facts then answers. What Cached returns is what Facts would.
-func (s *Service) Cached(key string) (f *facts.Facts, ok bool) {
-	f, _, ok = s.CachedBase(key)
-	return f, ok
-}
-
-// CachedBase is Cached that also returns the digest's facts f was composed
-// from (shared by every key naming that digest, without the per-key fields
-// image, reference and tagDigest), so encodings can be kept per digest
-// rather than per key.
+// Facts then answers. f is what Facts would return; base is the digest's
+// facts f was composed from (shared by every key naming that digest,
+// without the per-key fields image, reference and tagDigest), so encodings
+// can be kept per digest rather than per key.
 func (s *Service) CachedBase(key string) (f, base *facts.Facts, ok bool) {
 	ks, found := s.refs.get(key)
 	if !found || ks.checkErr != nil {

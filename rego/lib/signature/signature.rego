@@ -116,7 +116,17 @@ _targets(facts) := _platforms(facts) if {
 	count(_platforms(facts)) > 0
 } else := [_index(facts)]
 
-_short(subject, p) if signer.count_distinct(p.signers, subject.entries) < _count(p)
+# One required signer (the default) is satisfied by any matching entry; the
+# distinct count (a maximum matching) is only needed for count > 1.
+_short(subject, p) if {
+	_count(p) == 1
+	not signer.any_match(p.signers, subject.entries)
+}
+
+_short(subject, p) if {
+	_count(p) != 1
+	signer.count_distinct(p.signers, subject.entries) < _count(p)
+}
 
 _index(facts) := {
 	"platform": "",

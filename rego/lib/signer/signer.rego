@@ -148,6 +148,14 @@ identity(s) := ["key", s.key] if {
 	object.get(s, "kind", "") == "key"
 } else := ["keyless", object.get(s, "issuer", ""), object.get(s, "subject", "")]
 
+# any_match(matchers, entries) holds when some matcher matches the signer of
+# some entry: count_distinct(matchers, entries) >= 1, without the counting.
+any_match(matchers, entries) if {
+	some m in matchers
+	some e in entries
+	matches(m, e.signer)
+}
+
 # count_distinct(matchers, entries) is how many matchers can each be given a
 # different signer identity among the entries (signatures or attestations)
 # that it matches: the size of a maximum matching between matchers and

@@ -84,6 +84,28 @@ test_count_distinct[desc] if {
 	signer.count_distinct(matchers, [sig(s) | some s in signers]) == want
 }
 
+# any_match agrees with count_distinct >= 1 on the same cases.
+test_any_match[desc] if {
+	some [desc, matchers, signers, want] in [
+		["none", [{"key": "a"}], [], false],
+		["one key", [{"key": "a"}], [key("a")], true],
+		["unlisted key", [{"key": "a"}], [key("c")], false],
+		["second matcher", [{"key": "a"}, {"issuer": gha, "subjectRegExp": ".*"}], [keyless(gha, release_wf, {})], true],
+		["wrong issuer", [{"issuer": "https://accounts.google.com", "subjectRegExp": ".*"}], [keyless(gha, release_wf, {})], false],
+	]
+	entries := [sig(s) | some s in signers]
+	_any_match_bool(matchers, entries) == want
+	_at_least_one(signer.count_distinct(matchers, entries)) == want
+}
+
+_at_least_one(n) if n >= 1
+
+else := false
+
+_any_match_bool(matchers, entries) if signer.any_match(matchers, entries)
+
+else := false
+
 test_count_distinct_many_matchers if {
 	# Beyond max_exact matchers, the count is min(matchers, identities).
 	matchers := [{"key": sprintf("k%d", [i])} | some i in numbers.range(1, 14)]

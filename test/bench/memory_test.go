@@ -35,7 +35,19 @@
 //     the facts cache, and of the tag cache; and a signed entry (the benchfix
 //     keyless fixture) against an unsigned one.
 //
+//  4. (profile, not in the defaults) imagegate's server (server.Run) in
+//     this process, cache.maxEntries as part 1, filled with the same keys
+//     through POST /v1/externaldata/facts: live heap per key after
+//     runtime.GC, and a heap profile (inuse_space, every allocation
+//     sampled at BENCH_MEMORY_PROFILE_RATE bytes, default 4096) written
+//     to BENCH_OUT/memory-heap.pprof for `go tool pprof -top`.
+//
 //     go test -tags bench -count=1 -v -run TestMemory ./test/bench/
+//
+// BENCH_MEMORY_GOMEMLIMIT (default unset) is passed to the server processes
+// of parts 1 and 2 as GOMEMLIMIT (e.g. 230MiB, what the deploy manifest sets
+// for a 256 MiB container); without it they run with whatever GOMEMLIMIT the
+// test's environment has (normally none).
 //
 // BENCH_OUT (default .dev/bench) receives memory.md. BENCH_MEMORY_KEYS
 // (default 100000) is the number of distinct keys of parts 1 and 2,
@@ -57,8 +69,10 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"log/slog"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -334,6 +348,11 @@ func TestMemory(t *testing.T) {
 		parts = "cached,bound,per-entry"
 	}
 	part := func(name string) bool { return slices.Contains(strings.Split(parts, ","), name) }
+	memLimit := os.Getenv("BENCH_MEMORY_GOMEMLIMIT")
+	if part("profile") {
+		// Before anything the profile should see is allocated.
+		runtime.MemProfileRate = envInt(t, "BENCH_MEMORY_PROFILE_RATE", 4096)
+	}
 	key := signaturetest.NewSigningKey(t)
 	pub := key.WritePublicKey(t, e.work)
 
@@ -365,6 +384,11 @@ func TestMemory(t *testing.T) {
 	if reg.repos > 0 {
 		repos = fmt.Sprintf("spread over %d repositories", reg.repos)
 	}
+	if memLimit != "" {
+		fmt.Fprintf(w, "**Server processes run with GOMEMLIMIT=%s** (BENCH_MEMORY_GOMEMLIMIT); GOGC default.\n\n", memLimit)
+	} else {
+		fmt.Fprintf(w, "Server processes run with GOGC default and GOMEMLIMIT %q (the test's environment).\n\n", os.Getenv("GOMEMLIMIT"))
+	}
 	fmt.Fprintf(w, "Parts: %s. imagegate serve as a process; %d distinct keys `host/synth/app-NNNNNN:vN@sha256:…` (synthetic unsigned single-platform images, %s; a key configured so each goes through signature discovery) sent to POST /v1/externaldata/facts in batches of %d.\n\n", parts, total, repos, batch)
 
 	var results struct {
@@ -380,6 +404,10 @@ func TestMemory(t *testing.T) {
 		raw, _ := json.MarshalIndent(cfg, "", "  ")
 		cfgFile := filepath.Join(e.work, fmt.Sprintf("memory-%d.yaml", maxEntries))
 		write(t, cfgFile, raw)
+		if memLimit != "" {
+			// The server process inherits the environment.
+			t.Setenv("GOMEMLIMIT", memLimit)
+		}
 		ig := e.start(fmt.Sprintf("imagegate-memory-%d", maxEntries), "https://"+cfg.Listen, filepath.Join(e.bin, "imagegate"), "serve", "--config", cfgFile)
 		var last int64 = reg.requests.Load()
 		start := time.Now()
@@ -654,6 +682,59 @@ func TestMemory(t *testing.T) {
 		fmt.Fprintf(w, "Facts JSON as served: unsigned synthetic image %d bytes, keyless-signed fixture image %d bytes.\n\n", compact(unsignedSample), compact(sample))
 		fmt.Fprintf(w, "<details><summary>The two facts objects</summary>\n\n```json\n%s\n```\n\n```json\n%s\n```\n\n</details>\n\n", unsignedSample, sample)
 		fmt.Fprintf(w, "From these, 100,000 keyless-signed `repo:tag@digest` keys hold about %s MiB of live heap.\n\n", mib(signedAll*100_000))
+	}
+	// Part 4: the server in process, and a heap profile.
+	if part("profile") {
+		cfg := baseCfg(max(total, 100_000))
+		cfg.Listen = freeAddr(t)
+		cfg.TLS.CertFile, cfg.TLS.KeyFile = e.bundle.CertFile, e.bundle.KeyFile
+		ctx, cancel := context.WithCancel(context.Background())
+		ready := make(chan string, 1)
+		done := make(chan error, 1)
+		var a, b runtime.MemStats
+		runtime.GC()
+		runtime.GC()
+		runtime.ReadMemStats(&a)
+		go func() { done <- server.Run(ctx, cfg, slog.New(slog.DiscardHandler), ready) }()
+		select {
+		case <-ready:
+		case err := <-done:
+			t.Fatal(err)
+		}
+		base := "https://" + cfg.Listen
+		for i := 0; i < len(keys); i += batch {
+			for _, it := range e.facts(base, keys[i:min(i+batch, len(keys))]) {
+				if it.Error != "" {
+					t.Fatalf("profile: %s: %s", it.Key, it.Error)
+				}
+			}
+		}
+		e.client.Transport.(*http.Transport).CloseIdleConnections()
+		runtime.GC()
+		runtime.GC()
+		runtime.ReadMemStats(&b)
+		perKey := float64(int64(b.HeapAlloc)-int64(a.HeapAlloc)) / float64(total)
+		out := os.Getenv("BENCH_OUT")
+		if out == "" {
+			out = filepath.Join(e.root, ".dev", "bench")
+		}
+		if err := os.MkdirAll(out, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		pf, err := os.Create(filepath.Join(out, "memory-heap.pprof"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := pprof.Lookup("heap").WriteTo(pf, 0); err != nil {
+			t.Fatal(err)
+		}
+		pf.Close()
+		fmt.Fprintf(w, "### The server in process (`server.Run`), %d keys cached\n\nLive heap after runtime.GC: %s MiB more than before the server started, %.0f bytes per key (the test's own key list and registry state were allocated before). Heap profile (MemProfileRate %d): `%s`; `go tool pprof -top -sample_index=inuse_space %s`.\n\n",
+			total, mib(float64(int64(b.HeapAlloc)-int64(a.HeapAlloc))), perKey, runtime.MemProfileRate, pf.Name(), pf.Name())
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("server.Run: %v", err)
+		}
 	}
 	if results.fillRSS > 0 {
 		fmt.Fprintf(w, "Target: RSS ≤ 256 MiB with 100,000 cached digests. Measured VmRSS after the fill: %s MiB (VmHWM %s MiB)", mib(float64(results.fillRSS)), mib(float64(results.fillHWM)))

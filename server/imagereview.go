@@ -31,6 +31,11 @@ type Decision struct {
 	Allowed          bool              `json:"allowed"`
 	Reason           string            `json:"reason"`
 	AuditAnnotations map[string]string `json:"auditAnnotations"`
+	// Unavailable marks a denial that is only "could not look right now"
+	// (facts unreadable for a transient reason, nothing else wrong): the
+	// server answers it with 503 so the apiserver retries it and does not
+	// cache it as a denial. The bundled policy sets it; so may others.
+	Unavailable bool `json:"unavailable,omitempty"`
 }
 
 // DecodeImageReview parses and validates an ImageReview body. It returns the
@@ -106,6 +111,19 @@ func (s *Server) handleImageReview(w http.ResponseWriter, r *http.Request) {
 		s.logger.LogAttrs(r.Context(), slog.LevelError, "policy evaluation failed",
 			slog.String("request_id", middleware.GetReqID(r.Context())), slog.String("error", err.Error()))
 	}
+	if d.Unavailable {
+		// Denied only because images could not be checked right now (rate
+		// limited, timed out, registry down): "could not look", not a
+		// verdict. Like a review over budget, a 503 the apiserver retries
+		// and never caches as a denial (a 200 denial would stand for
+		// denyTTL after the registry recovered).
+		s.logger.LogAttrs(r.Context(), slog.LevelWarn, "image review unavailable",
+			slog.String("request_id", middleware.GetReqID(r.Context())),
+			slog.String("namespace", review.Spec.Namespace), slog.String("reason", d.Reason))
+		s.metrics.decisions.WithLabelValues("unavailable").Inc()
+		writeReviewUnavailable(w, d.Reason+"; retry")
+		return
+	}
 	result := "allowed"
 	if !d.Allowed {
 		result = "denied"
@@ -158,6 +176,8 @@ func decisionFrom(v any) (Decision, error) {
 		}
 		d := Decision{Allowed: allowed}
 		d.Reason, _ = t["reason"].(string)
+		d.Unavailable, _ = t["unavailable"].(bool)
+		d.Unavailable = d.Unavailable && !allowed
 		if ann, ok := t["auditAnnotations"].(map[string]any); ok && len(ann) > 0 {
 			d.AuditAnnotations = make(map[string]string, len(ann))
 			keys := make([]string, 0, len(ann))

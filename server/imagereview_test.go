@@ -152,23 +152,40 @@ func TestImageReviewSignaturePolicy(t *testing.T) {
 		})
 	}
 
-	t.Run("facts unavailable fails closed", func(t *testing.T) {
+	// A registry that rate-limits is "could not look", not a verdict: a 503
+	// with Retry-After (the apiserver retries it, never caches it as a
+	// denial, and its defaultAllow decides if the failure lasts), with the
+	// image and the cause in the reason; audit namespaces still admit; once
+	// the registry recovers the same review is admitted (nothing cached).
+	t.Run("facts unavailable fails closed with a 503", func(t *testing.T) {
 		fresh := reg.PushImage(t, "team/app", "fresh", registrytest.Image{Created: time.Now()})
 		key := reg.Host + "/team/app:fresh@" + fresh.String()
+		signaturetest.AttachReferrer(t, reg.Host, "team/app", subject(t, reg, "team/app", fresh), ss.SignImage(t, id, fresh.String(), signature.CosignSignPredicate, nil, signaturetest.BundleOptions{}), signature.CosignSignPredicate)
 		reg.Fail(func(r *http.Request) int {
 			if strings.Contains(r.URL.Path, "/referrers/") {
 				return http.StatusTooManyRequests
 			}
 			return 0
 		})
-		defer reg.Fail(nil)
-		_, r, _ := h.review(t, imageReview("prod", nil, key))
-		if r.Status.Allowed || !strings.Contains(r.Status.Reason, `facts: could not check image "`+key+`"`) || !strings.Contains(r.Status.Reason, "429") {
-			t.Errorf("status = %+v, want a denial saying the image could not be checked (429)", r.Status)
+		code, r, raw := h.review(t, imageReview("prod", nil, key))
+		if code != http.StatusServiceUnavailable || r.Status.Allowed ||
+			!strings.HasPrefix(r.Status.Reason, "imagegate could not check the images right now: ") ||
+			!strings.Contains(r.Status.Reason, `facts: could not check image "`+key+`"`) || !strings.Contains(r.Status.Reason, "429") {
+			t.Errorf("HTTP %d, status = %+v, want 503 saying the image could not be checked (429)\n%s", code, r.Status, raw)
 		}
 		_, r, _ = h.review(t, imageReview("dev-bob", nil, key))
 		if !r.Status.Allowed || r.Status.AuditAnnotations["mode"] != "audit" {
 			t.Errorf("audit namespace: status = %+v, want admitted and recorded", r.Status)
+		}
+		// Another violation as well (an unsigned image): a plain 200 denial.
+		code, r, raw = h.review(t, imageReview("prod", nil, key, unsignedRef))
+		if code != http.StatusOK || r.Status.Allowed || !strings.HasPrefix(r.Status.Reason, "imagegate denied: ") {
+			t.Errorf("with an unsigned image too: HTTP %d, status = %+v, want a 200 denial\n%s", code, r.Status, raw)
+		}
+		reg.Fail(nil)
+		code, r, raw = h.review(t, imageReview("prod", nil, key))
+		if code != http.StatusOK || !r.Status.Allowed {
+			t.Errorf("after the registry recovered: HTTP %d, status = %+v, want admitted\n%s", code, r.Status, raw)
 		}
 	})
 }

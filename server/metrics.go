@@ -73,7 +73,7 @@ func NewMetrics() *Metrics {
 		}, []string{"format", "result"}),
 		decisions: f.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "imagegate", Subsystem: "imagereview", Name: "decisions_total",
-			Help: "ImageReview answers, by result (allowed, denied).",
+			Help: "ImageReview answers, by result (allowed, denied; unavailable: denied only because images could not be checked right now, answered 503; over_budget: not admitted within the budget, 503).",
 		}, []string{"result"}),
 		policyReloads: f.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "imagegate", Subsystem: "policy", Name: "reloads_total",

@@ -220,9 +220,10 @@ func evalCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		Allowed          bool              `json:"allowed"`
 		Reason           string            `json:"reason"`
 		AuditAnnotations map[string]string `json:"auditAnnotations,omitempty"`
+		Unavailable      bool              `json:"unavailable,omitempty"` // the server would answer 503
 		Query            string            `json:"query"`
 		Facts            map[string]any    `json:"facts"`
-	}{d.Allowed, d.Reason, d.AuditAnnotations, policy.Query(), rec.snapshot()}
+	}{d.Allowed, d.Reason, d.AuditAnnotations, d.Unavailable, policy.Query(), rec.snapshot()}
 	enc := json.NewEncoder(stdout)
 	enc.SetIndent("", "  ")
 	if err := enc.Encode(out); err != nil {

@@ -18,6 +18,12 @@
 #                   (value "true") that admits despite violations, only in
 #                   these namespaces, always recorded
 #
+#   A denial whose only violations are images that could not be checked
+#   because of a transient failure (rate limit, timeout, registry down) is
+#   {allowed: false, unavailable: true, ...}: the server answers it with 503
+#   and Retry-After, so the apiserver retries it and does not cache it as a
+#   denial (its defaultAllow decides if the failure lasts).
+#
 #   With no params: images must be pinned by digest (repo@digest or
 #   repo:tag@digest) and not use "latest",
 #   and come from a registry in registries.allow.
@@ -119,10 +125,35 @@ violations contains msg if {
 }
 
 violations contains msg if {
+	some msg in unchecked
+}
+
+# unchecked are the images whose facts could not be read; transient_unchecked
+# those that failed for a reason that may clear (rate limit, timeout, registry
+# down), not for a verdict (not found, refused by the allowlist).
+unchecked contains msg if {
 	needs_facts
 	some image in images
 	not facts[image].ok
-	msg := sprintf("facts: could not check image %q: %s", [image, facts[image].error])
+	msg := unchecked_message(image)
+}
+
+transient_unchecked contains msg if {
+	needs_facts
+	some image in images
+	not facts[image].ok
+	object.get(facts[image], "transient", false) == true
+	msg := unchecked_message(image)
+}
+
+unchecked_message(image) := sprintf("facts: could not check image %q: %s", [image, facts[image].error])
+
+# The denial is only "could not look right now": no other violation, and every
+# unchecked image failed transiently. The server answers it with a 503 (the
+# apiserver retries it and does not cache it as a denial).
+only_transient if {
+	count(violations) > 0
+	count(violations - transient_unchecked) == 0
 }
 
 rule_violations("pinning", image, f, p) := lib.pinning.violations(image, f, p)
@@ -172,6 +203,8 @@ decision := {"allowed": true, "reason": sprintf("namespace %q is exempt from ima
 	mode == "audit"
 } else := {"allowed": true, "reason": sprintf("break-glass: admitted despite: %s", [summary]), "auditAnnotations": {"break-glass": "true", "violations": summary}} if {
 	break_glass
+} else := {"allowed": false, "unavailable": true, "reason": sprintf("imagegate could not check the images right now: %s", [summary]), "auditAnnotations": {"violations": summary}} if {
+	only_transient
 } else := {"allowed": false, "reason": sprintf("imagegate denied: %s%s", [summary, break_glass_note]), "auditAnnotations": {"violations": summary}}
 
 break_glass_note := sprintf(" (break-glass annotation %q is not permitted in namespace %q)", [break_glass_annotation, namespace]) if {

@@ -87,7 +87,63 @@ test_facts_unavailable_fails_closed if {
 		with data.imagegate.params as signature_params
 		with imagegate.facts as facts_down
 	d.allowed == false
+	d.unavailable == true
+	startswith(d.reason, "imagegate could not check the images right now: ")
 	contains(d.reason, sprintf("facts: could not check image %q: unavailable", [pinned]))
+}
+
+facts_not_found(images) := {i: {"ok": false, "error": "not_found: manifest unknown"} | some i in images}
+
+# A definitive failure (the image does not exist) is a verdict, not "could not
+# look": a plain denial.
+test_facts_not_found_is_a_denial if {
+	d := review.decision with input as req("prod", [pinned], {})
+		with data.imagegate.registries as ["ghcr.io"]
+		with data.imagegate.params as signature_params
+		with imagegate.facts as facts_not_found
+	d.allowed == false
+	not d.unavailable
+	startswith(d.reason, "imagegate denied: ")
+	contains(d.reason, sprintf("facts: could not check image %q: not_found", [pinned]))
+}
+
+# Another violation besides the unreadable facts: the denial stands whatever
+# the facts would say, so it is a plain denial.
+test_facts_down_with_other_violation_is_a_denial if {
+	latest := "ghcr.io/acme/app:latest"
+	d := review.decision with input as req("prod", [pinned, latest], {})
+		with data.imagegate.registries as ["ghcr.io"]
+		with data.imagegate.params as signature_params
+		with imagegate.facts as facts_down
+	d.allowed == false
+	not d.unavailable
+	startswith(d.reason, "imagegate denied: ")
+	contains(d.reason, sprintf("pinning: image %q", [latest]))
+}
+
+facts_mixed(images) := object.union(facts_down([images[0]]), facts_not_found([images[1]]))
+
+# One image unreadable for a transient reason, another for a definitive one:
+# a plain denial.
+test_facts_mixed_failures_is_a_denial if {
+	other := sprintf("ghcr.io/acme/other:1.0@%s", [digest])
+	d := review.decision with input as req("prod", [pinned, other], {})
+		with data.imagegate.registries as ["ghcr.io"]
+		with data.imagegate.params as signature_params
+		with imagegate.facts as facts_mixed
+	d.allowed == false
+	not d.unavailable
+}
+
+# Audit namespaces still admit (and record) when facts are unavailable.
+test_facts_unavailable_audit_admits if {
+	d := review.decision with input as req("dev-alice", [pinned], {})
+		with data.imagegate.registries as ["ghcr.io"]
+		with data.imagegate.params as object.union(signature_params, {"audit": ["dev-*"]})
+		with imagegate.facts as facts_down
+	d.allowed == true
+	d.auditAnnotations.mode == "audit"
+	not d.unavailable
 }
 
 test_exempt_namespace if {

@@ -129,12 +129,16 @@ func TestFactsErrorsAndDuplicates(t *testing.T) {
 			t.Errorf("item[%d].error = %q, want prefix %q naming the image", i, it.Error, wantErr[i])
 		}
 	}
-	// The duplicate key was fetched once: one HEAD for v1, one for missing, one for nope.
-	if got := reg.Count("HEAD manifests"); got != 3 {
-		t.Errorf("registry saw %d manifest HEADs, want 3 (duplicates fetched once)", got)
+	// The duplicate key was fetched once: first sight of a tag is one GET
+	// of it (v1, missing, nope), whose body v1's facts are made from.
+	if got := reg.Count("HEAD manifests"); got != 0 {
+		t.Errorf("registry saw %d manifest HEADs, want 0 (first sight of the tags)", got)
 	}
-	if got := reg.Count("GET manifests"); got != 1 {
-		t.Errorf("registry saw %d manifest GETs, want 1", got)
+	if got := reg.Count("GET manifests"); got != 3 {
+		t.Errorf("registry saw %d manifest GETs, want 3 (one per tag, duplicates fetched once, no GET by digest)", got)
+	}
+	if got := reg.CountPath("GET manifests", "/team/app/manifests/v1"); got != 1 {
+		t.Errorf("registry saw %d GETs of team/app:v1, want 1", got)
 	}
 }
 
@@ -233,7 +237,7 @@ func TestBudgetAnswersInTimeAndFetchCompletes(t *testing.T) {
 	reg.PushImage(t, "team/slow", "v1", registrytest.Image{Created: created})
 	h := start(t, reg, func(c *config.Config) { c.Budget = config.Duration(200 * time.Millisecond) })
 	reg.ResetCounts()
-	reg.Delay(600*time.Millisecond, func(r *http.Request) bool { return r.Method == http.MethodHead })
+	reg.Delay(600*time.Millisecond, func(r *http.Request) bool { return strings.HasSuffix(r.URL.Path, "/manifests/v1") })
 	key := reg.Host + "/team/slow:v1"
 
 	status, r := h.post(t, "/v1/externaldata/facts", providerRequest(key))
@@ -253,8 +257,8 @@ func TestBudgetAnswersInTimeAndFetchCompletes(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	if got := reg.Count("HEAD manifests"); got != 1 {
-		t.Errorf("registry saw %d manifest HEADs, want 1 (the background fetch, reused)", got)
+	if got := reg.CountPath("GET manifests", "/manifests/v1") + reg.CountPath("HEAD manifests", "/manifests/v1"); got != 1 {
+		t.Errorf("registry saw %d requests for the tag, want 1 (the background fetch, reused)", got)
 	}
 }
 
@@ -263,8 +267,8 @@ func TestSingleflightConcurrentRequests(t *testing.T) {
 	reg.PushImage(t, "team/app", "cold", registrytest.Image{Created: created})
 	h := start(t, reg, nil)
 	reg.ResetCounts()
-	// Hold the first HEAD so every request arrives while it is in flight.
-	reg.Delay(300*time.Millisecond, func(r *http.Request) bool { return r.Method == http.MethodHead })
+	// Hold the tag's GET so every request arrives while it is in flight.
+	reg.Delay(300*time.Millisecond, func(r *http.Request) bool { return strings.HasSuffix(r.URL.Path, "/manifests/cold") })
 	key := reg.Host + "/team/app:cold"
 
 	const n = 40
@@ -285,7 +289,7 @@ func TestSingleflightConcurrentRequests(t *testing.T) {
 	for e := range errs {
 		t.Errorf("a concurrent request failed: %s", e)
 	}
-	for kind, want := range map[string]int{"HEAD manifests": 1, "GET manifests": 1, "GET blobs": 1} {
+	for kind, want := range map[string]int{"HEAD manifests": 0, "GET manifests": 1, "GET blobs": 1} {
 		if got := reg.Count(kind); got != want {
 			t.Errorf("registry saw %d %q, want %d for %d concurrent requests", got, kind, want, n)
 		}
@@ -327,8 +331,14 @@ func TestDigestProvider(t *testing.T) {
 					t.Errorf("item[%d].value = %s (%v), want string %q", i, it.Value, err, tc.want[i])
 				}
 			}
-			if got := reg.Count("GET manifests") + reg.Count("GET blobs"); got != 0 {
-				t.Errorf("digest provider made %d GETs, want 0 (HEAD only)", got)
+			// First sight of a tag is one GET of it (the body is kept
+			// briefly for a facts lookup of the digest); nothing else.
+			// A re-check of a known tag is a HEAD only (lookup tests).
+			if got := reg.CountPath("GET manifests", "/manifests/v1") + reg.CountPath("GET manifests", "/manifests/missing"); got != 2 {
+				t.Errorf("digest provider made %d GETs of the tags, want 2 (one per tag on first sight)", got)
+			}
+			if got := reg.Total(); got != 2 {
+				t.Errorf("digest provider made %d registry requests, want 2 (no GET by digest, no blob)", got)
 			}
 		})
 	}
@@ -390,7 +400,7 @@ func TestHealthReadyMetrics(t *testing.T) {
 	for _, want := range []string{
 		`imagegate_http_requests_total{code="200",handler="facts"} 2`,
 		`imagegate_http_request_duration_seconds_count{handler="facts"} 2`,
-		`imagegate_registry_requests_total{operation="manifest_head",result="200"} 1`,
+		`imagegate_registry_requests_total{operation="manifest_get",result="200"} 1`, // first sight of the tag: one GET, body reused
 		`imagegate_registry_requests_total{operation="blob_get",result="200"} 1`,
 		`imagegate_cache_lookups_total{cache="tag",result="hit"} 1`,
 		`imagegate_cache_lookups_total{cache="facts",result="hit"} 1`,

@@ -430,8 +430,9 @@ func faultCases(e *faultEnv) []faultCase {
 		{name: "redirect to localhost by name", inject: redirect(configBlob, func(im faultImage) string {
 			return "http://localhost:" + sinkPort + "/v2/" + im.repo + "/blobs/" + im.config.String()
 		}), code: facts.CodeNotAllowed, want: []string{"localhost", "loopback"}, forbidden: true},
-		{name: "tag HEAD redirected to another loopback port", tagKey: true, inject: redirect(func(im faultImage) func(*http.Request) bool {
-			return registrytest.KindPath("HEAD manifests", "/"+im.repo+"/manifests/v1")
+		{name: "tag GET redirected to another loopback port", tagKey: true, inject: redirect(func(im faultImage) func(*http.Request) bool {
+			// First sight of a tag is a GET of it.
+			return registrytest.KindPath("GET manifests", "/"+im.repo+"/manifests/v1")
 		}, func(im faultImage) string {
 			return "http://" + e.sink.Host + "/v2/" + im.repo + "/manifests/v1"
 		}), code: facts.CodeNotAllowed, want: []string{e.sink.Host, "loopback"}, forbidden: true},
@@ -478,8 +479,10 @@ func TestFaultsReferrerFlood(t *testing.T) {
 func TestFaultsDigest(t *testing.T) {
 	t.Parallel()
 	e := newFaultEnv(t)
-	head := func(repo string) func(*http.Request) bool {
-		return registrytest.KindPath("HEAD manifests", "/"+repo+"/manifests/v1")
+	// The tag's request: a GET on first sight (every case uses a new
+	// repository), a HEAD once the tag is known.
+	tagReq := func(repo string) func(*http.Request) bool {
+		return registrytest.Path("/" + repo + "/manifests/v1")
 	}
 	sinkPort := e.sink.Host[strings.LastIndex(e.sink.Host, ":")+1:]
 	for i, tc := range []struct {
@@ -490,20 +493,20 @@ func TestFaultsDigest(t *testing.T) {
 		forbidden bool
 	}{
 		{name: "down", inject: func(string) { e.px.Down() }, code: facts.CodeUnavailable, want: []string{"connection refused"}},
-		{name: "tag HEAD slower than the budget", inject: func(repo string) {
-			e.px.Inject(head(repo), registrytest.Fault{Delay: 10 * time.Second})
+		{name: "tag request slower than the budget", inject: func(repo string) {
+			e.px.Inject(tagReq(repo), registrytest.Fault{Delay: 10 * time.Second})
 		}, code: facts.CodeUnavailable, want: []string{"time budget"}},
-		{name: "tag HEAD 429 with a long Retry-After", inject: func(repo string) {
-			e.px.Inject(head(repo), registrytest.Fault{Status: http.StatusTooManyRequests, Header: http.Header{"Retry-After": {"3600"}}})
+		{name: "tag request 429 with a long Retry-After", inject: func(repo string) {
+			e.px.Inject(tagReq(repo), registrytest.Fault{Status: http.StatusTooManyRequests, Header: http.Header{"Retry-After": {"3600"}}})
 		}, code: facts.CodeUnavailable, want: []string{"429"}},
-		{name: "tag HEAD 500", inject: func(repo string) {
-			e.px.Inject(head(repo), registrytest.Fault{Status: http.StatusInternalServerError})
+		{name: "tag request 500", inject: func(repo string) {
+			e.px.Inject(tagReq(repo), registrytest.Fault{Status: http.StatusInternalServerError})
 		}, code: facts.CodeUnavailable, want: []string{"500"}},
-		{name: "tag HEAD redirect loop", inject: func(repo string) {
-			e.px.Inject(head(repo), registrytest.Fault{RedirectLoop: true})
+		{name: "tag request redirect loop", inject: func(repo string) {
+			e.px.Inject(tagReq(repo), registrytest.Fault{RedirectLoop: true})
 		}, code: facts.CodeUnavailable, want: []string{"redirects"}},
-		{name: "tag HEAD redirected to another loopback port", inject: func(repo string) {
-			e.px.Inject(head(repo), registrytest.Fault{Redirect: "http://" + e.sink.Host + "/v2/" + repo + "/manifests/v1"})
+		{name: "tag request redirected to another loopback port", inject: func(repo string) {
+			e.px.Inject(tagReq(repo), registrytest.Fault{Redirect: "http://" + e.sink.Host + "/v2/" + repo + "/manifests/v1"})
 		}, code: facts.CodeNotAllowed, want: []string{e.sink.Host}, forbidden: true},
 		{name: "token realm on localhost", inject: func(repo string) {
 			injectRealm(e, repo, "http://localhost:"+sinkPort+"/token")

@@ -340,6 +340,12 @@ func (s *Service) compose(ks *keyState, cached *facts.Facts, fkey string, tagHas
 }
 
 // resolve returns the tag's current descriptor, from the tag cache when fresh.
+//
+// A tag seen before (its "known" marker, see tagKnownFor) is checked with a
+// manifest HEAD, which Docker Hub does not count as a pull; on first sight
+// the registry client GETs the tag instead (digest and body in one round
+// trip, the body then serves the describe). A key that pins a digest too
+// needs only the tag's digest: HEAD.
 func (s *Service) resolve(ctx context.Context, ref registry.Ref) (v1.Hash, error) {
 	if d, ok := s.cachedTag(ref); ok {
 		return d, nil
@@ -347,11 +353,13 @@ func (s *Service) resolve(ctx context.Context, ref registry.Ref) (v1.Hash, error
 	key := s.tagKey(ref)
 	cached := func() (any, bool) { return s.tags.get(key) }
 	v, err := s.flight(ctx, key, ref.Key, cached, func(fctx context.Context) (any, error) {
-		d, err := s.o.Registry.Resolve(fctx, ref.Key, *ref.Tag)
+		_, known := s.tags.get(key + tagKnownSuffix)
+		d, err := s.o.Registry.Resolve(fctx, ref.Key, *ref.Tag, known || ref.Digest != nil)
 		if err != nil {
 			return nil, err
 		}
 		s.tags.add(key, d.Digest, s.o.TagTTL)
+		s.tags.add(key+tagKnownSuffix, d.Digest, tagKnownFor)
 		return d.Digest, nil
 	})
 	if err != nil {
@@ -359,6 +367,15 @@ func (s *Service) resolve(ctx context.Context, ref registry.Ref) (v1.Hash, error
 	}
 	return v.(v1.Hash), nil
 }
+
+// A tag resolved within tagKnownFor is "known": the tag cache holds, beside
+// the tag's entry (fresh for TagTTL), a marker under the tag key plus
+// tagKnownSuffix that outlives it. Markers share the tag cache's bound
+// (MaxEntries); an evicted or expired marker costs one GET of the tag.
+const (
+	tagKnownSuffix = "|known"
+	tagKnownFor    = 24 * time.Hour
+)
 
 func (s *Service) tagKey(ref registry.Ref) string {
 	return s.gen + "tag|" + ref.Repository().Name() + ":" + ref.Tag.TagStr()

@@ -104,8 +104,21 @@ func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
 	}
 }
 
-// cold is what one cold lookup of a single-platform image by tag costs.
-var cold = map[string]int{"HEAD manifests": 1, "GET manifests": 1, "GET blobs": 1}
+// cold is what one cold lookup of a single-platform image by tag costs: the
+// first sight of a tag is a GET of it, whose body is the manifest described
+// (no HEAD, no GET by digest).
+var cold = map[string]int{"GET manifests": 1, "GET blobs": 1}
+
+// coldKnown is a cold lookup of a tag seen before, or of a tag+digest key
+// (the tag's body is not needed): a HEAD of the tag, a GET by digest.
+var coldKnown = map[string]int{"HEAD manifests": 1, "GET manifests": 1, "GET blobs": 1}
+
+// onTag matches requests for the manifest of the tag v1 or nope, HEAD or GET.
+func onTag(r *http.Request) bool {
+	k := registrytest.Kind(r)
+	return (k == "HEAD manifests" || k == "GET manifests") &&
+		(strings.HasSuffix(r.URL.Path, "/manifests/v1") || strings.HasSuffix(r.URL.Path, "/manifests/nope"))
+}
 
 func TestSingleflight(t *testing.T) {
 	reg := registrytest.New(t)
@@ -119,12 +132,15 @@ func TestSingleflight(t *testing.T) {
 	}{
 		{desc: "tag key", keys: []string{"/team/app:v1"}, wantDigest: dig.String(), want: cold},
 		{desc: "digest key", keys: []string{"/team/app@" + dig.String()}, wantDigest: dig.String(), want: map[string]int{"GET manifests": 1, "GET blobs": 1}},
-		{desc: "tag and digest key", keys: []string{"/team/app:v1@" + dig.String()}, wantDigest: dig.String(), want: cold},
+		{desc: "tag and digest key", keys: []string{"/team/app:v1@" + dig.String()}, wantDigest: dig.String(), want: coldKnown},
 		{
+			// The tag's one resolution is a GET or a HEAD (whichever key
+			// starts it), the digest's one describe a GET that may run
+			// before the tag's body arrives: at most two manifest requests.
 			desc: "tag, digest and tag+digest keys for one image share the describe",
-			keys: []string{"/team/app:v1", "/team/app@" + dig.String(), "/team/app:v1@" + dig.String()}, wantDigest: dig.String(), want: cold,
+			keys: []string{"/team/app:v1", "/team/app@" + dig.String(), "/team/app:v1@" + dig.String()}, wantDigest: dig.String(),
 		},
-		{desc: "index by tag", keys: []string{"/team/multi:v1"}, wantDigest: idx.String(), want: map[string]int{"HEAD manifests": 1, "GET manifests": 4, "GET blobs": 3}},
+		{desc: "index by tag", keys: []string{"/team/multi:v1"}, wantDigest: idx.String(), want: map[string]int{"GET manifests": 4, "GET blobs": 3}},
 	} {
 		t.Run(tc.desc, func(t *testing.T) {
 			s := newService(t, reg, Options{})
@@ -156,6 +172,14 @@ func TestSingleflight(t *testing.T) {
 			close(errs)
 			for err := range errs {
 				t.Error(err)
+			}
+			if tc.want == nil {
+				m := reg.Count("HEAD manifests") + reg.Count("GET manifests")
+				if m < 1 || m > 2 || reg.Count("GET blobs") != 1 || reg.Total() != m+1 {
+					t.Errorf("%d concurrent lookups: %d manifest requests, %d GET blobs, %d in all; want 1 or 2, 1, and nothing else",
+						callers, m, reg.Count("GET blobs"), reg.Total())
+				}
+				return
 			}
 			checkCounts(t, reg, fmt.Sprintf("%d concurrent lookups", callers), tc.want)
 		})
@@ -236,7 +260,7 @@ func TestCache(t *testing.T) {
 	}{
 		{desc: "tag key", key: "/team/app:v1", cold: cold},
 		{desc: "digest key", key: "/team/app@" + dig.String(), cold: map[string]int{"GET manifests": 1, "GET blobs": 1}},
-		{desc: "tag and digest key", key: "/team/app:v1@" + dig.String(), cold: cold},
+		{desc: "tag and digest key", key: "/team/app:v1@" + dig.String(), cold: coldKnown},
 	} {
 		t.Run(tc.desc, func(t *testing.T) {
 			s := newService(t, reg, Options{})
@@ -283,7 +307,7 @@ func TestTagMove(t *testing.T) {
 		want_     map[string]int
 	}{
 		{desc: "within the tag TTL the old digest is served from cache", advance: 29 * time.Second, key: key, want: old, wantLabel: "1", want_: map[string]int{}},
-		{desc: "after the tag TTL the move is seen", advance: time.Second, key: key, want: moved, wantLabel: "2", want_: cold},
+		{desc: "after the tag TTL the move is seen", advance: time.Second, key: key, want: moved, wantLabel: "2", want_: coldKnown},
 		{desc: "then the new digest is cached", key: key, want: moved, wantLabel: "2", want_: map[string]int{}},
 		{desc: "facts for the old digest still come from cache", key: reg.Host + "/team/app@" + old.String(), want: old, wantLabel: "1", want_: map[string]int{}},
 	} {
@@ -315,7 +339,7 @@ func TestTagDigest(t *testing.T) {
 		wantTagDigest func() v1.Hash
 		want          map[string]int
 	}{
-		{desc: "cold: tag digest is the pinned digest", wantTagDigest: func() v1.Hash { return pinned }, want: cold},
+		{desc: "cold: tag digest is the pinned digest", wantTagDigest: func() v1.Hash { return pinned }, want: coldKnown},
 		{
 			desc: "tag re-pushed, within the TTL",
 			before: func() {
@@ -391,7 +415,7 @@ func TestNegativeCache(t *testing.T) {
 	}{
 		{
 			desc: "missing tag is cached", key: "/team/app:nope", want: facts.CodeNotFound, cached: true,
-			perCall: map[string]int{"HEAD manifests": 1},
+			perCall: map[string]int{"GET manifests": 1},
 			fix: func(t *testing.T, reg *registrytest.Registry) {
 				reg.PushImage(t, "team/app", "nope", registrytest.Image{})
 			},
@@ -402,20 +426,20 @@ func TestNegativeCache(t *testing.T) {
 		},
 		{
 			desc: "unauthorized is cached", key: "/team/app:v1", want: facts.CodeUnauthorized, cached: true,
-			fail:    onHead(http.StatusUnauthorized),
-			perCall: map[string]int{"HEAD manifests": 1},
+			fail:    onTagFail(http.StatusUnauthorized),
+			perCall: map[string]int{"GET manifests": 1},
 			fix:     func(t *testing.T, reg *registrytest.Registry) { reg.Fail(nil) },
 		},
 		{
 			desc: "server error is not cached", key: "/team/app:v1", want: facts.CodeUnavailable,
-			fail:    onHead(http.StatusServiceUnavailable),
-			perCall: map[string]int{"HEAD manifests": 2},
+			fail:    onTagFail(http.StatusServiceUnavailable),
+			perCall: map[string]int{"GET manifests": 2},
 			fix:     func(t *testing.T, reg *registrytest.Registry) { reg.Fail(nil) },
 		},
 		{
 			desc: "throttling is not cached", key: "/team/app:v1", want: facts.CodeUnavailable,
-			fail:    onHead(http.StatusTooManyRequests),
-			perCall: map[string]int{"HEAD manifests": 2},
+			fail:    onTagFail(http.StatusTooManyRequests),
+			perCall: map[string]int{"GET manifests": 2},
 			fix:     func(t *testing.T, reg *registrytest.Registry) { reg.Fail(nil) },
 		},
 		{desc: "invalid reference makes no request", key: "/team/App:v1", want: facts.CodeInvalidReference, cached: true, perCall: map[string]int{}},
@@ -466,10 +490,10 @@ func TestNegativeCache(t *testing.T) {
 	}
 }
 
-// onHead fails manifest HEADs with code.
-func onHead(code int) func(*http.Request) int {
+// onTagFail fails requests for a tag's manifest (onTag) with code.
+func onTagFail(code int) func(*http.Request) int {
 	return func(r *http.Request) int {
-		if registrytest.Kind(r) == "HEAD manifests" {
+		if onTag(r) {
 			return code
 		}
 		return 0
@@ -521,7 +545,7 @@ func TestDeadline(t *testing.T) {
 	}{
 		{desc: "tag key", key: "/team/app:v1", want: cold},
 		{desc: "digest key", key: "/team/app@" + dig.String(), want: map[string]int{"GET manifests": 1, "GET blobs": 1}},
-		{desc: "tag and digest key", key: "/team/app:v1@" + dig.String(), want: cold},
+		{desc: "tag and digest key", key: "/team/app:v1@" + dig.String(), want: coldKnown},
 	} {
 		t.Run(tc.desc, func(t *testing.T) {
 			t.Parallel()
@@ -565,7 +589,7 @@ func TestFetchTimeout(t *testing.T) {
 	reg := registrytest.New(t)
 	reg.PushImage(t, "team/app", "v1", registrytest.Image{Created: created})
 	s := newService(t, reg, Options{FetchTimeout: 100 * time.Millisecond})
-	reg.Delay(time.Second, func(r *http.Request) bool { return registrytest.Kind(r) == "HEAD manifests" })
+	reg.Delay(time.Second, onTag)
 	key := reg.Host + "/team/app:v1"
 	start := time.Now()
 	_, err := s.Facts(t.Context(), key)
@@ -586,7 +610,7 @@ func TestMaxInFlight(t *testing.T) {
 	s := newService(t, reg, Options{MaxInFlight: 1})
 	reg.ResetCounts()
 	reg.Delay(800*time.Millisecond, func(r *http.Request) bool {
-		return registrytest.Kind(r) == "HEAD manifests" && strings.Contains(r.URL.Path, "/team/slow/")
+		return onTag(r) && strings.Contains(r.URL.Path, "/team/slow/")
 	})
 	t.Cleanup(func() { reg.Delay(0, nil) })
 	slow := make(chan error, 1)
@@ -594,15 +618,15 @@ func TestMaxInFlight(t *testing.T) {
 		_, err := s.Facts(t.Context(), reg.Host+"/team/slow:v1")
 		slow <- err
 	}()
-	waitFor(t, 5*time.Second, "the slow lookup to reach the registry", func() bool { return reg.Count("HEAD manifests") == 1 })
+	waitFor(t, 5*time.Second, "the slow lookup to reach the registry", func() bool { return reg.Count("GET manifests") == 1 })
 
 	fast := reg.Host + "/team/fast:v1"
 	ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
 	defer cancel()
 	_, err := s.Facts(ctx, fast)
 	checkCode(t, "Facts("+fast+") while the only slot is taken", err, facts.CodeUnavailable)
-	if n := reg.Count("HEAD manifests"); n != 1 {
-		t.Errorf("registry saw %d HEAD manifests while the only slot was taken, want 1", n)
+	if n := reg.Count("GET manifests") + reg.Count("HEAD manifests"); n != 1 {
+		t.Errorf("registry saw %d manifest requests while the only slot was taken, want 1", n)
 	}
 	if err := <-slow; err != nil {
 		t.Fatalf("slow lookup: %v", err)
@@ -686,10 +710,10 @@ func TestDigest(t *testing.T) {
 			wantCounts: map[string]int{},
 		},
 		{
-			desc: "tag key: one HEAD", key: reg.Host + "/team/app:v1",
+			desc: "tag key, first sight: one GET", key: reg.Host + "/team/app:v1",
 			want:    Pinned{Name: reg.Host + "/team/app", Tag: "v1", Digest: dig.String()},
 			wantTag: reg.Host + "/team/app:v1@" + dig.String(), wantNoTag: reg.Host + "/team/app@" + dig.String(),
-			wantCounts: map[string]int{"HEAD manifests": 1},
+			wantCounts: map[string]int{"GET manifests": 1},
 		},
 		{
 			desc: "tag key again: cached", key: reg.Host + "/team/app:v1",
@@ -715,7 +739,7 @@ func TestDigest(t *testing.T) {
 			wantTag: "docker.io/library/nginx@" + hub, wantNoTag: "docker.io/library/nginx@" + hub,
 			wantCounts: map[string]int{},
 		},
-		{desc: "missing tag", key: reg.Host + "/team/app:nope", wantCode: facts.CodeNotFound, wantCounts: map[string]int{"HEAD manifests": 1}},
+		{desc: "missing tag", key: reg.Host + "/team/app:nope", wantCode: facts.CodeNotFound, wantCounts: map[string]int{"GET manifests": 1}},
 		{desc: "registry not allowed", key: "ghcr.io/acme/app:1", wantCode: facts.CodeNotAllowed, wantCounts: map[string]int{}},
 	} {
 		t.Run(tc.desc, func(t *testing.T) {
@@ -742,5 +766,58 @@ func TestDigest(t *testing.T) {
 func TestNewRequiresRegistry(t *testing.T) {
 	if _, err := New(Options{}); err == nil {
 		t.Fatal("New without a registry client succeeded, want an error")
+	}
+}
+
+// TestKnownTagRecheckIsHeadOnly: once a tag has been resolved, a re-check
+// after TagTTL whose digest did not change is one HEAD and nothing else
+// (Docker Hub counts GETs of manifests against the rate limit, not HEADs),
+// through Facts and through Digest; the first sight is one GET of the tag.
+func TestKnownTagRecheckIsHeadOnly(t *testing.T) {
+	reg := registrytest.New(t)
+	dig := reg.PushImage(t, "team/app", "v1", registrytest.Image{Created: created})
+	clock := newFakeClock()
+	// Unsigned facts stay cached throughout: only the tag is re-checked.
+	s := newService(t, reg, Options{Now: clock.Now, TagTTL: 30 * time.Second, UnsignedTTL: time.Hour})
+	key := reg.Host + "/team/app:v1"
+	for i, tc := range []struct {
+		desc string
+		call func() (string, error)
+		want map[string]int
+	}{
+		{desc: "first sight", want: cold},
+		{desc: "re-check after TagTTL", want: map[string]int{"HEAD manifests": 1}},
+		{desc: "re-check after another TagTTL", want: map[string]int{"HEAD manifests": 1}},
+		{desc: "Digest re-check after TagTTL", want: map[string]int{"HEAD manifests": 1}, call: func() (string, error) {
+			p, err := s.Digest(t.Context(), key)
+			return p.Digest, err
+		}},
+	} {
+		t.Run(tc.desc, func(t *testing.T) {
+			if i > 0 {
+				clock.Advance(31 * time.Second)
+			}
+			reg.ResetCounts()
+			call := tc.call
+			if call == nil {
+				call = func() (string, error) {
+					f, err := s.Facts(t.Context(), key)
+					if err != nil {
+						return "", err
+					}
+					return f.Digest, nil
+				}
+			}
+			got, err := call()
+			if err != nil || got != dig.String() {
+				t.Fatalf("%s(%q) = %s, %v; want %s", tc.desc, key, got, err, dig)
+			}
+			checkCounts(t, reg, tc.desc, tc.want)
+			if i == 0 {
+				if n := reg.CountPath("GET manifests", "/manifests/v1"); n != 1 {
+					t.Errorf("first sight: %d GETs of the tag, want 1 (and none by digest)", n)
+				}
+			}
+		})
 	}
 }

@@ -69,6 +69,7 @@ type Options struct {
 type Client struct {
 	guard   Guard
 	pullers *pullers
+	bodies  *bodies
 	limits  Limits
 	jobs    int
 }
@@ -115,7 +116,7 @@ func New(o Options) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("registry: %w", err)
 	}
-	return &Client{guard: o.Guard, pullers: p, limits: o.Limits, jobs: o.Jobs}, nil
+	return &Client{guard: o.Guard, pullers: p, bodies: newBodies(), limits: o.Limits, jobs: o.Jobs}, nil
 }
 
 // Check reports, without any I/O, whether ref's registry may be contacted.
@@ -126,23 +127,44 @@ func (c *Client) Check(ref Ref) error {
 	return nil
 }
 
-// Resolve returns the descriptor a tag points to now, with a manifest HEAD
-// (Docker Hub counts GETs as pulls). Only when the registry answers the HEAD
-// without a digest does it fall back to a GET.
-func (c *Client) Resolve(ctx context.Context, image string, tag name.Tag) (v1.Descriptor, error) {
+// Resolve returns the descriptor a tag points to now.
+//
+// known says whether the caller has resolved the tag before, so that it
+// probably knows its digest's facts already: then a manifest HEAD is enough
+// (Docker Hub counts GETs of manifests as pulls, HEADs are free), and only a
+// registry that answers the HEAD without a digest costs a GET. On first sight
+// (known false) the manifest's body is needed anyway, so Resolve GETs it: the
+// digest and the body in one round trip instead of a HEAD and a GET. The body
+// is kept briefly (see bodies) for the Describe of its digest that follows.
+// A GET whose body is not the content of the Docker-Content-Digest the
+// registry sent with it is refused, as a GET by digest with the wrong body is.
+func (c *Client) Resolve(ctx context.Context, image string, tag name.Tag, known bool) (v1.Descriptor, error) {
 	if err := c.guard.CheckRegistry(canonicalRegistry(tag.RegistryStr())); err != nil {
 		return v1.Descriptor{}, &facts.Error{Code: facts.CodeNotAllowed, Image: image, Err: err}
 	}
-	desc, err := c.pullers.For(tag.Context()).Head(ctx, tag)
-	if err == nil {
-		return *desc, nil
+	if known {
+		desc, err := c.pullers.For(tag.Context()).Head(ctx, tag)
+		if err == nil {
+			return *desc, nil
+		}
+		if code := classify(err); code != facts.CodeUnavailable || !headLacksDigest(err) {
+			return v1.Descriptor{}, wrap(image, "resolve tag "+tag.TagStr(), err)
+		}
 	}
-	if code := classify(err); code != facts.CodeUnavailable || !headLacksDigest(err) {
-		return v1.Descriptor{}, wrap(image, "resolve tag "+tag.TagStr(), err)
-	}
-	d, err := c.pullers.For(tag.Context()).Get(ctx, tag)
+	var header string
+	d, err := c.pullers.For(tag.Context()).Get(withDigestHeader(ctx, &header), tag)
 	if err != nil {
 		return v1.Descriptor{}, wrap(image, "resolve tag "+tag.TagStr(), err)
+	}
+	// ggcr names the body by its own sha256, except for signed schema 1
+	// manifests (named by the header): keep only what the body's hash names.
+	sum := sha256Digest(d.Manifest)
+	if header != "" && header != sum {
+		return v1.Descriptor{}, facts.Errorf(facts.CodeUnavailable, image,
+			"resolve tag %s: the registry sent a manifest whose digest is %s with Docker-Content-Digest %s (not the content of its digest)", tag.TagStr(), sum, header)
+	}
+	if d.Digest.String() == sum {
+		c.bodies.put(tag.Context().Name(), d.Manifest, d.MediaType)
 	}
 	return d.Descriptor, nil
 }
@@ -162,7 +184,7 @@ func (c *Client) DescribeEach(ctx context.Context, image string, d name.Digest, 
 	if err := c.guard.CheckRegistry(canonicalRegistry(d.RegistryStr())); err != nil {
 		return nil, &facts.Error{Code: facts.CodeNotAllowed, Image: image, Err: err}
 	}
-	desc, err := c.pullers.For(d.Context()).Get(ctx, d) // ggcr checks the body against the digest
+	desc, err := c.manifest(ctx, d)
 	if err != nil {
 		return nil, wrap(image, "get manifest "+d.DigestStr(), err)
 	}
@@ -191,6 +213,20 @@ func (c *Client) DescribeEach(ctx context.Context, image string, d name.Digest, 
 		return nil, facts.Errorf(facts.CodeInvalidContent, image, "unsupported manifest media type %q", desc.MediaType)
 	}
 	return f, nil
+}
+
+// manifest returns the manifest at d: the body a first Resolve of a tag
+// read, when it is the content of d, or a GET (ggcr checks the body against
+// the digest).
+func (c *Client) manifest(ctx context.Context, d name.Digest) (*remote.Descriptor, error) {
+	if b, mt, ok := c.bodies.take(d.Context().Name(), d.DigestStr()); ok {
+		h, err := v1.NewHash(d.DigestStr())
+		if err != nil {
+			return nil, err
+		}
+		return &remote.Descriptor{Manifest: b, Descriptor: v1.Descriptor{Digest: h, MediaType: mt, Size: int64(len(b))}}, nil
+	}
+	return c.pullers.For(d.Context()).Get(ctx, d)
 }
 
 // platforms describes every image child of an index, skipping BuildKit's

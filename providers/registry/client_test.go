@@ -87,7 +87,7 @@ func TestDescribeImage(t *testing.T) {
 			key := reg.Host + "/" + repo + ":v1"
 			ref := mustParse(t, key, func(string) bool { return true })
 			reg.ResetCounts()
-			desc, err := c.Resolve(t.Context(), key, *ref.Tag)
+			desc, err := c.Resolve(t.Context(), key, *ref.Tag, false)
 			if err != nil {
 				t.Fatalf("Resolve(%q): %v", key, err)
 			}
@@ -115,13 +115,18 @@ func TestDescribeImage(t *testing.T) {
 			if !reflect.DeepEqual(f, want) {
 				t.Errorf("Describe(%q) = %s\nwant %s", key, js(f), js(want))
 			}
-			for kind, n := range map[string]int{"HEAD manifests": 1, "GET manifests": 1, "GET blobs": 1} {
+			// First sight: one GET of the tag gives the digest and the
+			// body Describe uses; no HEAD, no second GET by digest.
+			for kind, n := range map[string]int{"HEAD manifests": 0, "GET manifests": 1, "GET blobs": 1} {
 				if got := reg.Count(kind); got != n {
 					t.Errorf("registry saw %d %q, want %d", got, kind, n)
 				}
 			}
-			if got := reg.Total(); got != 3 {
-				t.Errorf("registry saw %d requests, want 3", got)
+			if got := reg.CountPath("GET manifests", "/manifests/v1"); got != 1 {
+				t.Errorf("registry saw %d GETs of the tag, want 1", got)
+			}
+			if got := reg.Total(); got != 2 {
+				t.Errorf("registry saw %d requests, want 2", got)
 			}
 		})
 	}
@@ -190,14 +195,22 @@ func TestDescribeIndex(t *testing.T) {
 					t.Errorf("platform %d = %s\nwant %s", i, js(p), js(wantP))
 				}
 			}
-			wantHeads := 0 // a digest key is described without resolving its tag
+			// A tag key: the index is read by its tag (first sight), not by
+			// digest as well; a digest key is described without its tag.
+			wantTagGets, wantIndexGets := 0, 1
 			if strings.HasSuffix(tc.key, ":v1") {
-				wantHeads = 1
+				wantTagGets, wantIndexGets = 1, 0
 			}
-			for kind, n := range map[string]int{"HEAD manifests": wantHeads, "GET manifests": 1 + len(specs), "GET blobs": len(specs)} {
+			for kind, n := range map[string]int{"HEAD manifests": 0, "GET manifests": 1 + len(specs), "GET blobs": len(specs)} {
 				if got := reg.Count(kind); got != n {
 					t.Errorf("registry saw %d %q, want %d", got, kind, n)
 				}
+			}
+			if got := reg.CountPath("GET manifests", "/manifests/v1"); got != wantTagGets {
+				t.Errorf("registry saw %d GETs of the tag, want %d", got, wantTagGets)
+			}
+			if got := reg.CountPath("GET manifests", "/manifests/"+idxDigest.String()); got != wantIndexGets {
+				t.Errorf("registry saw %d GETs of the index by digest, want %d", got, wantIndexGets)
 			}
 		})
 	}
@@ -258,7 +271,9 @@ func TestDescribeIndexSkipsAttestations(t *testing.T) {
 	}
 }
 
-func TestResolveUsesOneHead(t *testing.T) {
+// TestResolveKnownUsesOneHead: a re-check of a tag the caller knows is one
+// HEAD and nothing else (Docker Hub counts GETs of manifests as pulls).
+func TestResolveKnownUsesOneHead(t *testing.T) {
 	reg := registrytest.New(t)
 	dig := reg.PushImage(t, "team/app", "v1", registrytest.Image{Created: created})
 	idx, _ := reg.PushIndex(t, "team/multi", "v1", registrytest.Image{Arch: "amd64"}, registrytest.Image{Arch: "arm64"})
@@ -274,7 +289,7 @@ func TestResolveUsesOneHead(t *testing.T) {
 		t.Run(tc.desc, func(t *testing.T) {
 			ref := mustParse(t, tc.key, func(string) bool { return true })
 			reg.ResetCounts()
-			desc, err := c.Resolve(t.Context(), tc.key, *ref.Tag)
+			desc, err := c.Resolve(t.Context(), tc.key, *ref.Tag, true)
 			if err != nil {
 				t.Fatalf("Resolve(%q): %v", tc.key, err)
 			}
@@ -314,11 +329,11 @@ func TestErrors(t *testing.T) {
 		wantCounts map[string]int
 		wantTotal  int // -1: don't check
 	}{
-		{desc: "found", repo: "/team/app:v1", wantTotal: 3},
-		{desc: "missing tag", repo: "/team/app:nope", want: facts.CodeNotFound, wantCounts: map[string]int{"HEAD manifests": 1}, wantTotal: 1},
+		{desc: "found", repo: "/team/app:v1", wantTotal: 2},
+		{desc: "missing tag", repo: "/team/app:nope", want: facts.CodeNotFound, wantCounts: map[string]int{"GET manifests": 1, "HEAD manifests": 0}, wantTotal: 1},
 		{desc: "missing repository", repo: "/team/nothing:v1", want: facts.CodeNotFound, wantTotal: 1},
 		{desc: "missing digest", repo: "/team/app@" + missing, want: facts.CodeNotFound, wantCounts: map[string]int{"GET manifests": 1}, wantTotal: 1},
-		{desc: "missing config blob", repo: "/team/app:v1", fail: only("GET blobs", http.StatusNotFound), want: facts.CodeNotFound, wantTotal: 3},
+		{desc: "missing config blob", repo: "/team/app:v1", fail: only("GET blobs", http.StatusNotFound), want: facts.CodeNotFound, wantTotal: 2},
 		{
 			desc: "registry not allowed", repo: "/team/app:v1", allow: []string{"ghcr.io"},
 			want: facts.CodeNotAllowed, wantCounts: map[string]int{"GET ping": 0}, wantTotal: 0,
@@ -329,26 +344,26 @@ func TestErrors(t *testing.T) {
 		},
 		{
 			desc: "server unavailable is retried then transient", repo: "/team/app:v1",
-			fail: only("HEAD manifests", http.StatusServiceUnavailable),
-			want: facts.CodeUnavailable, wantCounts: map[string]int{"HEAD manifests": fastRetry.Steps}, wantTotal: fastRetry.Steps,
+			fail: only("GET manifests", http.StatusServiceUnavailable),
+			want: facts.CodeUnavailable, wantCounts: map[string]int{"GET manifests": fastRetry.Steps}, wantTotal: fastRetry.Steps,
 		},
 		{
 			desc: "throttled is retried then transient", repo: "/team/app:v1",
-			fail: only("HEAD manifests", http.StatusTooManyRequests),
-			want: facts.CodeUnavailable, wantCounts: map[string]int{"HEAD manifests": fastRetry.Steps}, wantTotal: fastRetry.Steps,
+			fail: only("GET manifests", http.StatusTooManyRequests),
+			want: facts.CodeUnavailable, wantCounts: map[string]int{"GET manifests": fastRetry.Steps}, wantTotal: fastRetry.Steps,
 		},
 		{
 			desc: "server error on the config is transient", repo: "/team/app:v1",
 			fail: only("GET blobs", http.StatusInternalServerError),
-			want: facts.CodeUnavailable, wantCounts: map[string]int{"GET blobs": fastRetry.Steps}, wantTotal: 2 + fastRetry.Steps,
+			want: facts.CodeUnavailable, wantCounts: map[string]int{"GET blobs": fastRetry.Steps}, wantTotal: 1 + fastRetry.Steps,
 		},
 		{
 			desc: "server error on the ping is transient", repo: "/team/app:v1",
 			fail: only("GET ping", http.StatusBadGateway), want: facts.CodeUnavailable, wantTotal: 0,
 		},
-		{desc: "unauthorized", repo: "/team/app:v1", fail: only("HEAD manifests", http.StatusUnauthorized), want: facts.CodeUnauthorized, wantTotal: 1},
-		{desc: "forbidden", repo: "/team/app:v1", fail: only("HEAD manifests", http.StatusForbidden), want: facts.CodeUnauthorized, wantTotal: 1},
-		{desc: "forbidden manifest get", repo: "/team/app:v1", fail: only("GET manifests", http.StatusForbidden), want: facts.CodeUnauthorized, wantTotal: 2},
+		{desc: "unauthorized", repo: "/team/app:v1", fail: only("GET manifests", http.StatusUnauthorized), want: facts.CodeUnauthorized, wantTotal: 1},
+		{desc: "forbidden", repo: "/team/app:v1", fail: only("GET manifests", http.StatusForbidden), want: facts.CodeUnauthorized, wantTotal: 1},
+		{desc: "forbidden manifest get by digest", repo: "/team/app@" + missing, fail: only("GET manifests", http.StatusForbidden), want: facts.CodeUnauthorized, wantTotal: 1},
 	} {
 		t.Run(tc.desc, func(t *testing.T) {
 			reg := registrytest.New(t)
@@ -397,7 +412,8 @@ func TestNotAllowedDirectCalls(t *testing.T) {
 		call func() error
 	}{
 		{desc: "check", call: func() error { return c.Check(ref) }},
-		{desc: "resolve", call: func() error { _, err := c.Resolve(t.Context(), ref.Key, *ref.Tag); return err }},
+		{desc: "resolve", call: func() error { _, err := c.Resolve(t.Context(), ref.Key, *ref.Tag, false); return err }},
+		{desc: "resolve known", call: func() error { _, err := c.Resolve(t.Context(), ref.Key, *ref.Tag, true); return err }},
 		{desc: "describe", call: func() error {
 			_, err := c.Describe(t.Context(), ref.Key, ref.Repository().Digest(dig.String()))
 			return err
@@ -670,7 +686,7 @@ func TestLimits(t *testing.T) {
 		{desc: "manifest at the limit", limits: registry.Limits{ManifestBytes: int64(len(raw))}, key: "/team/app:v1"},
 		{
 			desc: "manifest over the limit on resolve", limits: registry.Limits{ManifestBytes: int64(len(raw)) - 1}, key: "/team/app:v1",
-			want: facts.CodeInvalidContent, wantCounts: map[string]int{"HEAD manifests": 1, "GET manifests": 0},
+			want: facts.CodeInvalidContent, wantCounts: map[string]int{"HEAD manifests": 0, "GET manifests": 1, "GET blobs": 0},
 		},
 		{
 			desc: "manifest over the limit on describe", limits: registry.Limits{ManifestBytes: 64}, key: "/team/app@" + dig.String(),
@@ -730,7 +746,7 @@ func TestObserver(t *testing.T) {
 	reg := registrytest.New(t)
 	reg.PushImage(t, "team/app", "v1", registrytest.Image{Created: created})
 	throttle := func(r *http.Request) int {
-		if registrytest.Kind(r) == "HEAD manifests" {
+		if registrytest.Kind(r) == "GET manifests" {
 			return http.StatusTooManyRequests
 		}
 		return 0
@@ -745,18 +761,18 @@ func TestObserver(t *testing.T) {
 		{
 			desc: "cold image",
 			key:  "/team/app:v1",
-			want: map[string]int{"ping 200": 1, "manifest_head 200": 1, "manifest_get 200": 1, "blob_get 200": 1},
+			want: map[string]int{"ping 200": 1, "manifest_get 200": 1, "blob_get 200": 1},
 		},
 		{
 			desc: "missing tag",
 			key:  "/team/app:nope",
-			want: map[string]int{"ping 200": 1, "manifest_head 404": 1},
+			want: map[string]int{"ping 200": 1, "manifest_get 404": 1},
 		},
 		{
 			desc: "throttled",
 			key:  "/team/app:v1",
 			fail: throttle,
-			want: map[string]int{"ping 200": 1, "manifest_head 429": fastRetry.Steps},
+			want: map[string]int{"ping 200": 1, "manifest_get 429": fastRetry.Steps},
 		},
 		{
 			desc:  "not allowed",
@@ -831,7 +847,7 @@ func TestResolveFallsBackToGet(t *testing.T) {
 			key := host + "/team/app:v1"
 			ref := mustParse(t, key, func(string) bool { return true })
 			reg.ResetCounts()
-			desc, err := c.Resolve(t.Context(), key, *ref.Tag)
+			desc, err := c.Resolve(t.Context(), key, *ref.Tag, true)
 			if err != nil {
 				t.Fatalf("Resolve(%q): %v", key, err)
 			}

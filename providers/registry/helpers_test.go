@@ -68,7 +68,7 @@ func describeKey(ctx context.Context, c *registry.Client, insecure func(string) 
 	if ref.Digest != nil {
 		d = *ref.Digest
 	} else {
-		desc, err := c.Resolve(ctx, key, *ref.Tag)
+		desc, err := c.Resolve(ctx, key, *ref.Tag, false) // first sight, as the lookup service
 		if err != nil {
 			return nil, err
 		}

@@ -35,6 +35,11 @@ func (t *limitTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if err != nil {
 		return nil, err
 	}
+	if op == "manifest_get" {
+		if c, ok := req.Context().Value(digestHeaderKey{}).(*string); ok {
+			*c = resp.Header.Get("Docker-Content-Digest")
+		}
+	}
 	if resp.ContentLength > limit {
 		resp.Body.Close()
 		return nil, fmt.Errorf("%s %s: %w (%d bytes announced, limit %d)", req.Method, req.URL.Redacted(), errTooLarge, resp.ContentLength, limit)
@@ -53,6 +58,15 @@ type bodyLimitKey struct{}
 // be the larger one.
 func withBodyLimit(ctx context.Context, max int64) context.Context {
 	return context.WithValue(ctx, bodyLimitKey{}, max)
+}
+
+// digestHeaderKey carries a *string that receives the Docker-Content-Digest
+// header of the manifest GET made with the context (the last answer, after
+// retries and auth): ggcr does not check it for tags (see withDigestHeader).
+type digestHeaderKey struct{}
+
+func withDigestHeader(ctx context.Context, into *string) context.Context {
+	return context.WithValue(ctx, digestHeaderKey{}, into)
 }
 
 func (t *limitTransport) classify(req *http.Request) (op string, limit int64) {

@@ -9,8 +9,10 @@
 //     envelopes).
 //
 // Verification uses sigstore-go with one long-lived verifier per trust source
-// (each named public key, each trusted root — from a file, or fetched once
-// from a TUF mirror when the Verifier is built). A key may be required to
+// (each named public key, each trusted root — from a file, or fetched from a
+// TUF mirror when the Verifier is built). Refresh loads them all again (the
+// server calls it every trust.refreshInterval, never per request) and swaps
+// the new set in only when the whole load succeeded. A key may be required to
 // come with a Rekor entry verified by a named root's logs. Only verified
 // entries are reported as signatures or attestations; every other entry
 // becomes a verification error with a reason a person can act on. Identity

@@ -1,6 +1,7 @@
 package signature
 
 import (
+	"context"
 	"crypto"
 	"errors"
 	"fmt"
@@ -37,9 +38,9 @@ type Options struct {
 	// example the public-good root shipped in npm @sigstore/tuf), so keyless
 	// verification works offline.
 	TrustedRoots map[string]string
-	// TUF lists trusted roots fetched once, in New, from TUF repositories
-	// (the target trusted_root.json, as Sigstore publishes it). Names share
-	// one namespace with TrustedRoots.
+	// TUF lists trusted roots fetched from TUF repositories (the target
+	// trusted_root.json, as Sigstore publishes it): in New, and again at
+	// each Refresh. Names share one namespace with TrustedRoots.
 	TUF []TUFRoot
 	// KeyOptions holds per-key requirements, by name in Keys.
 	KeyOptions map[string]KeyOptions
@@ -79,7 +80,8 @@ type TUFRoot struct {
 	// roots ship inside sigstore-go.
 	RootFile string
 	// CachePath is a directory for TUF metadata and targets; empty keeps
-	// them in memory only (everything is fetched at each start).
+	// them in memory only (everything is fetched at each start and each
+	// Refresh).
 	CachePath string
 }
 
@@ -98,9 +100,18 @@ type rootVerifier struct {
 	v    *verify.Verifier
 }
 
+// trustState is one complete load of the trust configuration: every key and
+// every root. It is never modified once built; Refresh replaces it whole.
+type trustState struct {
+	keys       []keyVerifier
+	roots      []rootVerifier
+	thresholds Thresholds // in effect
+}
+
 // loadTrust builds one long-lived sigstore-go verifier per key and per root,
-// fetching TUF roots now. It returns the thresholds in effect.
-func loadTrust(o Options) ([]keyVerifier, []rootVerifier, Thresholds, error) {
+// reading the files and fetching TUF roots now (ctx bounds the fetches).
+// Any error is one for the whole load: a partial state is never returned.
+func loadTrust(ctx context.Context, o Options) (*trustState, error) {
 	var errs []error
 	t := o.Thresholds
 	if t == (Thresholds{}) {
@@ -138,7 +149,7 @@ func loadTrust(o Options) ([]keyVerifier, []rootVerifier, Thresholds, error) {
 			continue
 		}
 		where[r.Name] = field
-		tr, err := fetchTUFRoot(r, timeout)
+		tr, err := fetchTUFRoot(ctx, r, timeout)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s (name %q, mirror %s): %w", field, r.Name, r.Mirror, err))
 			continue
@@ -221,7 +232,10 @@ func loadTrust(o Options) ([]keyVerifier, []rootVerifier, Thresholds, error) {
 		}
 		keys = append(keys, kv)
 	}
-	return keys, roots, t, errors.Join(errs...)
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return &trustState{keys: keys, roots: roots, thresholds: t}, nil
 }
 
 func loadPublicKey(path string) (crypto.PublicKey, error) {

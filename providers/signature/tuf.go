@@ -1,6 +1,7 @@
 package signature
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -20,13 +21,14 @@ const maxTUFRedirects = 3
 
 // fetchTUFRoot runs a TUF update against r.Mirror (every metadata file
 // verified from the initial root.json, the target checked against its
-// length and hashes) and parses the trusted_root.json target. It runs once,
-// when the Verifier is built: never per request.
+// length and hashes) and parses the trusted_root.json target. It runs when
+// the Verifier is built and at each Refresh (every trust.refreshInterval):
+// never per request. Cancelling ctx aborts the update.
 //
 // The mirror is the operator's choice, not a value from a request, so the
 // registry SSRF guard does not apply; the client still has timeouts and
 // follows only a few redirects.
-func fetchTUFRoot(r TUFRoot, timeout time.Duration) (*root.TrustedRoot, error) {
+func fetchTUFRoot(ctx context.Context, r TUFRoot, timeout time.Duration) (*root.TrustedRoot, error) {
 	mirror := strings.TrimRight(r.Mirror, "/")
 	u, err := url.Parse(mirror)
 	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
@@ -40,7 +42,7 @@ func fetchTUFRoot(r TUFRoot, timeout time.Duration) (*root.TrustedRoot, error) {
 	f.SetHTTPUserAgent("imagegate")
 	hc := tufHTTPClient(timeout)
 	defer hc.CloseIdleConnections() // used for this one update only
-	f.SetHTTPClient(hc)
+	f.SetHTTPClient(ctxClient{ctx: ctx, c: hc})
 	opts := &tuf.Options{
 		Root:              initial,
 		RepositoryBaseURL: mirror,
@@ -57,6 +59,17 @@ func fetchTUFRoot(r TUFRoot, timeout time.Duration) (*root.TrustedRoot, error) {
 		return nil, fmt.Errorf("TUF target trusted_root.json: %w", err)
 	}
 	return tr, nil
+}
+
+// ctxClient sends go-tuf's requests (made without a context) with ctx, so
+// that a refresh stops when the server shuts down.
+type ctxClient struct {
+	ctx context.Context
+	c   *http.Client
+}
+
+func (c ctxClient) Do(req *http.Request) (*http.Response, error) {
+	return c.c.Do(req.WithContext(c.ctx))
 }
 
 // initialTUFRoot is the root.json the repository is first trusted with.

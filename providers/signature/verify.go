@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -63,13 +64,19 @@ func (res *Result) add(r Result) {
 	res.Errors = append(res.Errors, r.Errors...)
 }
 
-// Verifier discovers and verifies signatures. Build it once.
+// Verifier discovers and verifies signatures. Build it once; Refresh reloads
+// its keys and trusted roots while it serves.
 type Verifier struct {
-	o          Options
-	keys       []keyVerifier
-	roots      []rootVerifier
-	thresholds Thresholds // in effect
-	observer   Observer
+	o        Options
+	observer Observer
+	// trust is the last complete load of keys and roots. Each entry's
+	// verification loads it once and uses that state throughout, whatever
+	// Refresh swaps in meanwhile.
+	trust atomic.Pointer[trustState]
+
+	refreshing sync.Mutex // one Refresh at a time
+	mu         sync.Mutex
+	lastErr    error // of the last Refresh; nil once one succeeds
 }
 
 // New loads every key and trusted root now, fetching TUF roots from their
@@ -88,16 +95,50 @@ func New(o Options, observer Observer) (*Verifier, error) {
 	if o.MaxPredicateBytes <= 0 {
 		o.MaxPredicateBytes = 64 << 10
 	}
-	keys, roots, t, err := loadTrust(o)
+	ts, err := loadTrust(context.Background(), o)
 	if err != nil {
 		return nil, err
 	}
-	return &Verifier{o: o, keys: keys, roots: roots, thresholds: t, observer: observer}, nil
+	v := &Verifier{o: o, observer: observer}
+	v.trust.Store(ts)
+	return v, nil
+}
+
+// Refresh loads the whole trust configuration again, as New did: it re-reads
+// the key and trusted-root files and runs a TUF update against each mirror.
+// Only a load that fully succeeds replaces the keys and roots in use, at
+// once; on any error (a file replaced by garbage, a mirror that is down or
+// serves content its signed metadata does not vouch for) the previous ones
+// keep verifying and the error, in New's wording, is returned and kept for
+// Status. Verifications running meanwhile are not disturbed. Concurrent calls
+// run one after the other.
+func (v *Verifier) Refresh(ctx context.Context) error {
+	v.refreshing.Lock()
+	defer v.refreshing.Unlock()
+	ts, err := loadTrust(ctx, v.o)
+	if err == nil {
+		v.trust.Store(ts)
+	}
+	v.mu.Lock()
+	v.lastErr = err
+	v.mu.Unlock()
+	return err
+}
+
+// Status is the error of the last Refresh, nil if it succeeded (or none ran
+// yet). While it is not nil, the last good keys and roots are in use.
+func (v *Verifier) Status() error {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.lastErr
 }
 
 // Configured reports whether any key or trusted root is configured. Without
 // one nothing can verify, so callers skip discovery.
-func (v *Verifier) Configured() bool { return len(v.keys)+len(v.roots) > 0 }
+func (v *Verifier) Configured() bool {
+	ts := v.trust.Load()
+	return len(ts.keys)+len(ts.roots) > 0
+}
 
 // Check finds every signature and attestation stored for d, in both layouts,
 // and verifies each. The error is non-nil only when discovery could not be
@@ -423,15 +464,16 @@ func (v *Verifier) verifyEntity(e verify.SignedEntity, artifact func() verify.Ar
 	if err != nil {
 		return facts.Signer{}, "", fmt.Errorf("transparency-log entries: %w", err)
 	}
+	trust := v.trust.Load()
 	if vc.Certificate() != nil {
-		if len(v.roots) == 0 {
+		if len(trust.roots) == 0 {
 			return facts.Signer{}, "", errors.New("keyless signature, but no trust.trustedRoots or trust.tuf are configured")
 		}
-		if len(entries) == 0 && v.thresholds.TransparencyLog > 0 {
-			return facts.Signer{}, "", fmt.Errorf("%s has no transparency-log entry, but trust.thresholds.transparencyLog is %d", noTlog(e), v.thresholds.TransparencyLog)
+		if len(entries) == 0 && trust.thresholds.TransparencyLog > 0 {
+			return facts.Signer{}, "", fmt.Errorf("%s has no transparency-log entry, but trust.thresholds.transparencyLog is %d", noTlog(e), trust.thresholds.TransparencyLog)
 		}
 		var reasons []string
-		for _, r := range v.roots {
+		for _, r := range trust.roots {
 			res, err := r.v.Verify(e, verify.NewPolicy(artifact(), verify.WithoutIdentitiesUnsafe()))
 			if err != nil {
 				reasons = append(reasons, fmt.Sprintf("not verified by trusted root %q: %v", r.name, err))
@@ -441,12 +483,12 @@ func (v *Verifier) verifyEntity(e verify.SignedEntity, artifact func() verify.Ar
 		}
 		return facts.Signer{}, "", errors.New(strings.Join(reasons, "; "))
 	}
-	if len(v.keys) == 0 {
+	if len(trust.keys) == 0 {
 		return facts.Signer{}, "", errors.New("signed with a key, but no trust.keys are configured")
 	}
 	var names []string
 	var other []string
-	for _, k := range v.keys {
+	for _, k := range trust.keys {
 		res, err := k.v.Verify(e, verify.NewPolicy(artifact(), verify.WithKey()))
 		if err != nil {
 			names = append(names, k.name)

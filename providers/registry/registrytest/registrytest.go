@@ -34,6 +34,7 @@ type Registry struct {
 
 	mu       sync.Mutex
 	counts   map[string]int
+	paths    map[string]int // by Kind + " " + path
 	user     string
 	pass     string
 	fail     func(*http.Request) int
@@ -52,7 +53,7 @@ func WithBasicAuth(user, pass string) Option {
 // New starts a registry over plain HTTP on 127.0.0.1 and stops it with the test.
 func New(t testing.TB, opts ...Option) *Registry {
 	t.Helper()
-	r := &Registry{counts: map[string]int{}}
+	r := &Registry{counts: map[string]int{}, paths: map[string]int{}}
 	for _, o := range opts {
 		o(r)
 	}
@@ -68,6 +69,7 @@ func New(t testing.TB, opts ...Option) *Registry {
 func (r *Registry) serve(inner http.Handler, w http.ResponseWriter, req *http.Request) {
 	r.mu.Lock()
 	r.counts[Kind(req)]++
+	r.paths[Kind(req)+" "+req.URL.Path]++
 	fail, delay, delayFor := r.fail, r.delay, r.delayFor
 	user, pass := r.user, r.pass
 	r.mu.Unlock()
@@ -154,6 +156,21 @@ func (r *Registry) ResetCounts() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.counts = map[string]int{}
+	r.paths = map[string]int{}
+}
+
+// CountPath returns how many requests of kind (see Kind) were received
+// whose path ends with suffix: CountPath("GET manifests", "/manifests/v1").
+func (r *Registry) CountPath(kind, suffix string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := 0
+	for k, v := range r.paths {
+		if p, ok := strings.CutPrefix(k, kind+" "); ok && strings.HasSuffix(p, suffix) {
+			n += v
+		}
+	}
+	return n
 }
 
 // Fail makes the registry answer a request with the status fn returns (0 =

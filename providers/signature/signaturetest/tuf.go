@@ -33,9 +33,14 @@ type TUFRepository struct {
 	// Root is 1.root.json, the trust anchor a client starts from.
 	Root []byte
 
-	mu       sync.Mutex
-	files    map[string][]byte // path under URL → content
-	requests atomic.Int64
+	mu        sync.Mutex
+	files     map[string][]byte // path under URL → content
+	signers   map[string]sigsig.Signer
+	targets   *metadata.Metadata[metadata.TargetsType]
+	snapshot  *metadata.Metadata[metadata.SnapshotType]
+	timestamp *metadata.Metadata[metadata.TimestampType]
+	down      bool
+	requests  atomic.Int64
 }
 
 // NewTUFRepository signs a repository whose targets are targets (name →
@@ -102,7 +107,7 @@ func newTUFRepository(targets map[string][]byte) (*TUFRepository, error) {
 		return nil, err
 	}
 	var err error
-	r := &TUFRepository{files: files}
+	r := &TUFRepository{files: files, signers: signers, targets: targetsMD, snapshot: snapshotMD, timestamp: timestampMD}
 	if r.Root, err = rootMD.ToBytes(true); err != nil {
 		return nil, err
 	}
@@ -123,7 +128,12 @@ func (r *TUFRepository) serve(w http.ResponseWriter, req *http.Request) {
 	r.requests.Add(1)
 	r.mu.Lock()
 	b, ok := r.files[strings.TrimPrefix(req.URL.Path, "/")]
+	down := r.down
 	r.mu.Unlock()
+	if down {
+		http.Error(w, "mirror down", http.StatusServiceUnavailable)
+		return
+	}
 	if !ok || req.Method != http.MethodGet {
 		http.NotFound(w, req) // also how a client learns there is no 2.root.json
 		return
@@ -148,13 +158,77 @@ func (r *TUFRepository) TamperTarget(t testing.TB, name string, content []byte) 
 	t.Helper()
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	for p := range r.files {
-		if strings.HasPrefix(p, "targets/") && strings.HasSuffix(p, "."+name) {
-			r.files[p] = content
-			return
-		}
+	tf, ok := r.targets.Signed.Targets[name]
+	if !ok {
+		t.Fatalf("signaturetest: TamperTarget: no target %q", name)
 	}
-	t.Fatalf("signaturetest: TamperTarget: no target %q", name)
+	// The version the signed metadata lists now.
+	r.files["targets/"+hex.EncodeToString(tf.Hashes["sha256"])+"."+name] = content
+}
+
+// PublishTarget publishes a new version of target name (a rotated
+// trusted_root.json, say), as a repository owner does: the targets metadata
+// lists the new content under its hash and is re-signed with a bumped
+// version, then snapshot and timestamp follow. Earlier versions stay served
+// (consistent snapshots), so a client mid-update is not broken.
+func (r *TUFRepository) PublishTarget(t testing.TB, name string, content []byte) {
+	t.Helper()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err := r.publish(name, content); err != nil {
+		t.Fatalf("signaturetest: PublishTarget: %v", err)
+	}
+}
+
+func (r *TUFRepository) publish(name string, content []byte) error {
+	tf, err := metadata.TargetFile().FromBytes(name, content, "sha256")
+	if err != nil {
+		return err
+	}
+	r.files["targets/"+hex.EncodeToString(tf.Hashes["sha256"])+"."+name] = content
+	r.targets.Signed.Targets[name] = tf
+	r.targets.Signed.Version++
+	r.snapshot.Signed.Meta[metadata.TARGETS+".json"] = metadata.MetaFile(r.targets.Signed.Version)
+	r.snapshot.Signed.Version++
+	r.timestamp.Signed.Meta[metadata.SNAPSHOT+".json"] = metadata.MetaFile(r.snapshot.Signed.Version)
+	r.timestamp.Signed.Version++
+
+	r.targets.ClearSignatures()
+	if _, err := r.targets.Sign(r.signers[metadata.TARGETS]); err != nil {
+		return err
+	}
+	r.snapshot.ClearSignatures()
+	if _, err := r.snapshot.Sign(r.signers[metadata.SNAPSHOT]); err != nil {
+		return err
+	}
+	r.timestamp.ClearSignatures()
+	if _, err := r.timestamp.Sign(r.signers[metadata.TIMESTAMP]); err != nil {
+		return err
+	}
+	tb, err := r.targets.ToBytes(true)
+	if err != nil {
+		return err
+	}
+	sb, err := r.snapshot.ToBytes(true)
+	if err != nil {
+		return err
+	}
+	tsb, err := r.timestamp.ToBytes(true)
+	if err != nil {
+		return err
+	}
+	r.files[fmt.Sprintf("%d.%s.json", r.targets.Signed.Version, metadata.TARGETS)] = tb
+	r.files[fmt.Sprintf("%d.%s.json", r.snapshot.Signed.Version, metadata.SNAPSHOT)] = sb
+	r.files[metadata.TIMESTAMP+".json"] = tsb
+	return nil
+}
+
+// SetDown makes the mirror answer every request with 503 (down is true) or
+// serve again (false).
+func (r *TUFRepository) SetDown(down bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.down = down
 }
 
 // Requests is how many HTTP requests the repository has answered.

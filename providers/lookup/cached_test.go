@@ -1,6 +1,7 @@
 package lookup
 
 import (
+	"reflect"
 	"testing"
 	"time"
 
@@ -8,9 +9,11 @@ import (
 	"github.com/imagegate/imagegate/providers/registry/registrytest"
 )
 
-// TestCached: CachedBase answers exactly what Facts answers, as the same
-// pointer, only while every cache it needs is fresh; it never does I/O. A
-// moved tag gives new facts (a new pointer) once the tag cache expires.
+// TestCached: CachedBase answers exactly what Facts answers, only while
+// every cache it needs is fresh; it never does I/O. Its base (the digest's
+// facts, which encodings are kept for) is the same pointer while nothing
+// changes. A moved tag gives new facts (a new base) once the tag cache
+// expires.
 func TestCached(t *testing.T) {
 	reg := registrytest.New(t)
 	old := reg.PushImage(t, "team/app", "v1", registrytest.Image{Created: created, Labels: map[string]string{"v": "1"}})
@@ -26,7 +29,8 @@ func TestCached(t *testing.T) {
 			t.Errorf("Cached(%q) before any lookup = ok", k)
 		}
 	}
-	want := map[string]any{}
+	want := map[string]*facts.Facts{}
+	bases := map[string]*facts.Facts{}
 	for _, k := range keys {
 		f, err := s.Facts(t.Context(), k)
 		if err != nil {
@@ -36,14 +40,24 @@ func TestCached(t *testing.T) {
 	}
 	reg.ResetCounts()
 	for _, k := range keys {
-		f, ok := cached(s, k)
-		if !ok || any(f) != want[k] {
-			t.Errorf("Cached(%q) = %p, %v; want Facts' pointer %p", k, f, ok, want[k])
+		f, base, ok := s.CachedBase(k)
+		if !ok || !reflect.DeepEqual(f, want[k]) {
+			t.Errorf("CachedBase(%q) = %+v, %v; want Facts' %+v", k, f, ok, want[k])
 		}
+		if ok && (base.Image != "" || base.TagDigest != "" || base.Reference != (facts.Reference{}) || base.Digest != f.Digest || base.Config != f.Config) {
+			t.Errorf("CachedBase(%q) base = %+v, want f's digest-level fields without the per-key ones", k, base)
+		}
+		bases[k] = base
 		again, err := s.Facts(t.Context(), k)
-		if err != nil || any(again) != want[k] {
-			t.Errorf("Facts(%q) again = %p, %v; want the same pointer %p", k, again, err, want[k])
+		if err != nil || !reflect.DeepEqual(again, want[k]) {
+			t.Errorf("Facts(%q) again = %+v, %v; want %+v", k, again, err, want[k])
 		}
+		if _, b2, _ := s.CachedBase(k); b2 != base {
+			t.Errorf("CachedBase(%q) again: base %p, want the same pointer %p", k, b2, base)
+		}
+	}
+	if bases[digestKey] != bases[bothKey] || bases[tagKey] != bases[bothKey] {
+		t.Errorf("bases of keys naming one digest differ: %p %p %p", bases[tagKey], bases[digestKey], bases[bothKey])
 	}
 	if f, _ := cached(s, bothKey); f.TagDigest != old.String() || f.Image != bothKey {
 		t.Errorf("Cached(%q) = image %q tagDigest %q, want %q, %s", bothKey, f.Image, f.TagDigest, bothKey, old)
@@ -58,7 +72,7 @@ func TestCached(t *testing.T) {
 			t.Errorf("Cached(%q) after the tag TTL = ok, want a miss", k)
 		}
 	}
-	if f, ok := cached(s, digestKey); !ok || any(f) != want[digestKey] {
+	if f, base, ok := s.CachedBase(digestKey); !ok || !reflect.DeepEqual(f, want[digestKey]) || base != bases[digestKey] {
 		t.Errorf("Cached(%q) after the tag TTL = %v; a pinned digest needs no tag", digestKey, ok)
 	}
 	checkCounts(t, reg, "Cached after the tag TTL", map[string]int{})
@@ -68,12 +82,15 @@ func TestCached(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		c, ok := cached(s, k)
-		if !ok || c != f {
-			t.Errorf("Cached(%q) after the move = %p, %v; want Facts' %p", k, c, ok, f)
+		c, base, ok := s.CachedBase(k)
+		if !ok || !reflect.DeepEqual(c, f) {
+			t.Errorf("Cached(%q) after the move = %+v, %v; want Facts' %+v", k, c, ok, f)
 		}
-		if any(f) == want[k] {
-			t.Errorf("Facts(%q) after the tag moved is the old pointer", k)
+		if k == tagKey && base == bases[k] {
+			t.Errorf("CachedBase(%q) after the tag moved is the old base", k)
+		}
+		if k == bothKey && base != bases[k] {
+			t.Errorf("CachedBase(%q) after the tag moved: base %p, want the pinned digest's %p", k, base, bases[k])
 		}
 	}
 	if f, _ := cached(s, tagKey); f.Digest != moved.String() || f.Config.Labels["v"] != "2" {

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"strconv"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -59,7 +58,7 @@ type Service struct {
 	gen      string
 	tags     *lru[v1.Hash] // tag → the digest it pointed to
 	facts    *lru[*facts.Facts]
-	refs     *lru[*keyState]
+	refs     *lru[keyState]
 	negative *lru[error]
 	group    singleflight.Group
 	slots    chan struct{}
@@ -97,66 +96,74 @@ func New(o Options) (*Service, error) {
 		gen:      strconv.FormatUint(o.Generation, 10) + "|",
 		tags:     newLRU[v1.Hash](o.MaxEntries, o.Now),
 		facts:    newLRU[*facts.Facts](o.MaxEntries, o.Now),
-		refs:     newLRU[*keyState](o.MaxEntries, o.Now),
+		refs:     newLRU[keyState](o.MaxEntries, o.Now),
 		negative: newLRU[error](o.MaxEntries, o.Now),
 		slots:    make(chan struct{}, o.MaxInFlight),
 	}, nil
 }
 
 // Parse parses key and checks its registry against the allowlist. No I/O.
-// Parsed references are kept (they depend only on the key and this
-// Service's configuration): warm requests skip the parser.
+// What a lookup answered from the caches needs of it is kept per key
+// (keyState); the full parse (go-containerregistry's names) is redone when
+// a lookup goes to the registry.
 func (s *Service) Parse(key string) (registry.Ref, error) {
-	ks, err := s.keyState(key)
-	if err != nil {
-		return registry.Ref{}, err
-	}
-	return ks.ref, nil
+	return s.parse(key)
 }
 
-// keyState is what a Service keeps per image key: the parsed reference and
-// the facts it last composed for the key.
+// keyState is what a Service keeps per image key: the normalised reference
+// (its strings share the key's memory when the key needed no normalising)
+// and the allowlist's verdict. Cache keys are built from it in a buffer on
+// each lookup, not kept; go-containerregistry's name.Tag and name.Digest
+// are not kept either (parse makes them again when a lookup needs the
+// registry).
 type keyState struct {
-	ref registry.Ref
+	ref facts.Reference
 	// checkErr is the registry allowlist's verdict on ref, which depends
 	// only on the key and this Service's configuration.
 	checkErr error
-	// tagKey is the tag cache key ("" without a tag); pinnedKey the facts
-	// cache key of a pinned digest ("" without one).
-	tagKey, pinnedKey string
-	last              atomic.Pointer[composed]
 }
 
-// composed is the facts answered for a key, and what they were made from.
-type composed struct {
-	base      *facts.Facts
-	factsKey  string  // the facts cache key base came from
-	tagHash   v1.Hash // the tag's digest (zero without a tag)
-	tagDigest string
-	out       *facts.Facts
-}
-
-func (s *Service) keyState(key string) (*keyState, error) {
+// state returns key's keyState, from the refs cache or by parsing it.
+func (s *Service) state(key string) (keyState, error) {
 	ks, ok := s.refs.get(key)
 	if !ok {
-		ref, err := registry.Parse(key, s.o.Insecure)
+		ref, err := s.parse(key)
 		if err != nil {
-			return nil, err
+			return keyState{}, err
 		}
-		ks = &keyState{ref: ref, checkErr: s.o.Registry.Check(ref)}
-		if ref.Tag != nil {
-			ks.tagKey = s.tagKey(ref)
-		}
-		if ref.Digest != nil {
-			ks.pinnedKey = s.factsKey(ref, ref.Digest.DigestStr())
-		}
-		s.refs.add(key, ks, time.Hour)
+		return keyState{ref: ref.Facts}, nil
 	}
 	if ks.checkErr != nil {
-		return nil, ks.checkErr
+		return keyState{}, ks.checkErr
 	}
 	return ks, nil
 }
+
+// parse parses key and checks it against the allowlist, keeping its
+// keyState on first sight. A key whose keyState is kept is parsed again
+// (the parser is deterministic; only lookups that need the registry come
+// here) and its kept verdict answers.
+func (s *Service) parse(key string) (registry.Ref, error) {
+	if ks, ok := s.refs.get(key); ok && ks.checkErr != nil {
+		return registry.Ref{}, ks.checkErr
+	} else if ok {
+		return registry.Parse(key, s.o.Insecure)
+	}
+	ref, err := registry.Parse(key, s.o.Insecure)
+	if err != nil {
+		return registry.Ref{}, err
+	}
+	ks := keyState{ref: ref.Facts, checkErr: s.o.Registry.Check(ref)}
+	s.refs.add(key, ks, time.Hour)
+	if ks.checkErr != nil {
+		return registry.Ref{}, ks.checkErr
+	}
+	return ref, nil
+}
+
+// keyBuf sizes the stack buffers cache keys are built in; longer keys
+// (long repository names) fall back to the heap.
+const keyBuf = 192
 
 // CachedBase returns key's facts when the caches hold everything needed to
 // answer (parsed key, the tag's digest while fresh, the digest's facts): no
@@ -170,67 +177,59 @@ func (s *Service) CachedBase(key string) (f, base *facts.Facts, ok bool) {
 	if !found || ks.checkErr != nil {
 		return nil, nil, false
 	}
-	last := ks.last.Load()
+	r := &ks.ref
+	var buf [keyBuf]byte
 	var tag v1.Hash
-	if ks.tagKey != "" {
-		if tag, ok = s.tags.get(ks.tagKey); !ok {
+	if r.Tag != "" {
+		if tag, ok = s.tags.getBytes(s.appendTagKey(buf[:0], r)); !ok {
 			return nil, nil, false
 		}
 	}
-	fkey := ks.pinnedKey
-	if fkey == "" {
+	var fkey []byte
+	if r.Digest != "" {
+		fkey = s.appendFactsKey(buf[:0], r, r.Digest)
+	} else {
 		// A tag key: its facts are the tag's digest's.
-		if last != nil && last.tagHash == tag {
-			fkey = last.factsKey
-		} else {
-			fkey = s.factsKey(ks.ref, tag.String())
-		}
+		fkey = appendHash(s.appendFactsKey(buf[:0], r, ""), tag)
 	}
-	base, ok = s.facts.get(fkey)
+	base, ok = s.facts.getBytes(fkey)
 	if !ok {
 		// Facts answers, and counts the misses.
 		return nil, nil, false
 	}
-	if ks.tagKey != "" {
+	if r.Tag != "" {
 		s.o.Observer.ObserveCache("tag", true)
 	}
 	s.o.Observer.ObserveCache("facts", true)
-	if last != nil && last.base == base && last.tagHash == tag {
-		return last.out, base, true
-	}
 	tagDigest := ""
-	if ks.pinnedKey != "" && ks.tagKey != "" {
-		tagDigest = tag.String()
+	if r.Digest != "" && r.Tag != "" {
+		tagDigest = hashString(tag, r.Digest)
 	}
-	return s.compose(ks, base, fkey, tag, tagDigest), base, true
+	return compose(key, r, base, tagDigest), base, true
 }
 
-// Facts returns the facts for one image key. The returned value is shared with
-// the cache: callers must not modify it.
-//
-// While nothing changes, a key's facts are the same pointer on every call,
-// so callers may keep derived forms (JSON, Rego values) keyed by it.
+// Facts returns the facts for one image key. Everything but the per-key
+// fields (Image, Reference, TagDigest) is shared with the cache: callers
+// must not modify the value. Derived forms (JSON, Rego values) are kept
+// per digest, keyed by the base CachedBase returns: the value Facts
+// returns is made afresh on each call.
 func (s *Service) Facts(ctx context.Context, key string) (*facts.Facts, error) {
-	ks, err := s.keyState(key)
+	ref, err := s.parse(key)
 	if err != nil {
 		return nil, err
 	}
-	ref := ks.ref
-	var (
-		digest  string
-		tagHash v1.Hash
-	)
+	var digest string
 	switch {
 	case ref.Digest != nil && ref.Tag != nil:
 		// repo:tag@digest: the pinned digest's facts and the tag's digest now,
 		// fetched at once.
-		digest = ref.Digest.DigestStr()
+		digest = ref.Facts.Digest
 		if d, ok := s.cachedTag(ref); ok {
 			f, err := s.describe(ctx, ref, digest)
 			if err != nil {
 				return nil, err
 			}
-			return s.compose(ks, f, ks.pinnedKey, d, d.String()), nil
+			return compose(ref.Key, &ref.Facts, f, hashString(d, digest)), nil
 		}
 		type res struct {
 			d   v1.Hash
@@ -249,9 +248,9 @@ func (s *Service) Facts(ctx context.Context, key string) (*facts.Facts, error) {
 		if r.err != nil {
 			return nil, r.err
 		}
-		return s.compose(ks, f, ks.pinnedKey, r.d, r.d.String()), nil
+		return compose(ref.Key, &ref.Facts, f, hashString(r.d, digest)), nil
 	case ref.Digest != nil:
-		digest = ref.Digest.DigestStr()
+		digest = ref.Facts.Digest
 	default:
 		d, err := s.resolve(ctx, ref)
 		if err != nil {
@@ -263,17 +262,13 @@ func (s *Service) Facts(ctx context.Context, key string) (*facts.Facts, error) {
 			}
 			return nil, err
 		}
-		digest, tagHash = d.String(), d
+		digest = d.String()
 	}
 	f, err := s.describe(ctx, ref, digest)
 	if err != nil {
 		return nil, err
 	}
-	fkey := ks.pinnedKey
-	if fkey == "" {
-		fkey = s.factsKey(ref, digest)
-	}
-	return s.compose(ks, f, fkey, tagHash, ""), nil
+	return compose(ref.Key, &ref.Facts, f, ""), nil
 }
 
 // warm finishes, detached from the caller, a tag key's lookup that the caller
@@ -307,14 +302,25 @@ func (p Pinned) Reference(keepTag bool) string {
 // Digest returns the digest an image key stands for: the pinned digest of a
 // digest key (no I/O), or the tag's current digest.
 func (s *Service) Digest(ctx context.Context, key string) (Pinned, error) {
-	ref, err := s.Parse(key)
+	ks, err := s.state(key)
 	if err != nil {
 		return Pinned{}, err
 	}
-	p := Pinned{Name: ref.Facts.Registry + "/" + ref.Facts.Repository, Tag: ref.Facts.Tag}
-	if ref.Digest != nil {
-		p.Digest = ref.Digest.DigestStr()
+	r := &ks.ref
+	p := Pinned{Name: r.Registry + "/" + r.Repository, Tag: r.Tag}
+	if r.Digest != "" {
+		p.Digest = r.Digest
 		return p, nil
+	}
+	var buf [keyBuf]byte
+	if d, ok := s.tags.getBytes(s.appendTagKey(buf[:0], r)); ok {
+		s.o.Observer.ObserveCache("tag", true)
+		p.Digest = d.String()
+		return p, nil
+	}
+	ref, err := s.parse(key)
+	if err != nil {
+		return Pinned{}, err
 	}
 	d, err := s.resolve(ctx, ref)
 	if err != nil {
@@ -324,19 +330,24 @@ func (s *Service) Digest(ctx context.Context, key string) (Pinned, error) {
 	return p, nil
 }
 
-// compose answers a key with the cached facts of its digest (fkey), the
-// key's own fields filled in: the same pointer as last time while nothing
-// changed.
-func (s *Service) compose(ks *keyState, cached *facts.Facts, fkey string, tagHash v1.Hash, tagDigest string) *facts.Facts {
-	if c := ks.last.Load(); c != nil && c.base == cached && c.tagHash == tagHash && c.tagDigest == tagDigest {
-		return c.out
-	}
-	f := *cached
-	f.Image = ks.ref.Key
-	f.Reference = ks.ref.Facts
+// compose answers key with base, the cached facts of its digest, and the
+// key's own fields.
+func compose(key string, ref *facts.Reference, base *facts.Facts, tagDigest string) *facts.Facts {
+	f := *base
+	f.Image = key
+	f.Reference = *ref
 	f.TagDigest = tagDigest
-	ks.last.Store(&composed{base: cached, factsKey: fkey, tagHash: tagHash, tagDigest: tagDigest, out: &f})
 	return &f
+}
+
+// hashString is h as a string: pinned itself when it names the same digest
+// (the usual case for repo:tag@digest keys: no allocation).
+func hashString(h v1.Hash, pinned string) string {
+	a := len(h.Algorithm)
+	if len(pinned) == a+1+len(h.Hex) && pinned[:a] == h.Algorithm && pinned[a] == ':' && pinned[a+1:] == h.Hex {
+		return pinned
+	}
+	return h.String()
 }
 
 // resolve returns the tag's current descriptor, from the tag cache when fresh.
@@ -378,37 +389,72 @@ const (
 )
 
 func (s *Service) tagKey(ref registry.Ref) string {
-	return s.gen + "tag|" + ref.Repository().Name() + ":" + ref.Tag.TagStr()
+	var buf [keyBuf]byte
+	return string(s.appendTagKey(buf[:0], &ref.Facts))
+}
+
+// appendTagKey appends the tag cache key of r, which names a tag:
+// generation, registry (Docker Hub as docker.io), repository and tag.
+func (s *Service) appendTagKey(b []byte, r *facts.Reference) []byte {
+	b = append(b, s.gen...)
+	b = append(b, "tag|"...)
+	b = append(b, r.Registry...)
+	b = append(b, '/')
+	b = append(b, r.Repository...)
+	b = append(b, ':')
+	return append(b, r.Tag...)
 }
 
 // cachedTag returns the tag's descriptor when the tag cache holds it.
 func (s *Service) cachedTag(ref registry.Ref) (v1.Hash, bool) {
-	d, ok := s.tags.get(s.tagKey(ref))
+	var buf [keyBuf]byte
+	d, ok := s.tags.getBytes(s.appendTagKey(buf[:0], &ref.Facts))
 	s.o.Observer.ObserveCache("tag", ok)
 	return d, ok
 }
 
-func (s *Service) factsKey(ref registry.Ref, digest string) string {
-	return s.gen + "facts|" + ref.Repository().Name() + "@" + digest
+// appendFactsKey appends the facts cache key of r's repository and digest.
+func (s *Service) appendFactsKey(b []byte, r *facts.Reference, digest string) []byte {
+	b = append(b, s.gen...)
+	b = append(b, "facts|"...)
+	b = append(b, r.Registry...)
+	b = append(b, '/')
+	b = append(b, r.Repository...)
+	b = append(b, '@')
+	return append(b, digest...)
+}
+
+// appendHash appends h as its string form, algorithm:hex.
+func appendHash(b []byte, h v1.Hash) []byte {
+	b = append(b, h.Algorithm...)
+	b = append(b, ':')
+	return append(b, h.Hex...)
 }
 
 // describe returns what repository@digest describes, from the facts cache when
 // present. The cached value carries no per-key fields (image, reference).
 func (s *Service) describe(ctx context.Context, ref registry.Ref, digest string) (*facts.Facts, error) {
-	repo := ref.Repository()
-	key := s.factsKey(ref, digest)
-	if f, ok := s.facts.get(key); ok {
+	var buf [keyBuf]byte
+	kb := s.appendFactsKey(buf[:0], &ref.Facts, digest)
+	if f, ok := s.facts.getBytes(kb); ok {
 		s.o.Observer.ObserveCache("facts", true)
 		return f, nil
 	}
 	s.o.Observer.ObserveCache("facts", false)
+	key := string(kb)
 	cached := func() (any, bool) { return s.facts.get(key) }
 	v, err := s.flight(ctx, key, ref.Key, cached, func(fctx context.Context) (any, error) {
-		f, err := s.fetchFacts(fctx, ref.Key, repo.Digest(digest))
+		f, err := s.fetchFacts(fctx, ref.Key, ref.Repository().Digest(digest))
 		if err != nil {
 			return nil, err
 		}
 		f.Normalize()
+		f.Compact()
+		if f.Digest == digest {
+			// The same bytes as the end of the cache key, which stays as
+			// long as f.
+			f.Digest = key[len(key)-len(digest):]
+		}
 		ttl := s.o.FactsTTL
 		if !f.Signed() {
 			ttl = min(ttl, s.o.UnsignedTTL)

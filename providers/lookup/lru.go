@@ -1,7 +1,6 @@
 package lookup
 
 import (
-	"container/list"
 	"sync"
 	"time"
 )
@@ -10,39 +9,78 @@ import (
 // entry carries its own deadline, so definitive negatives and positives can
 // live for different times in one structure. It starts no goroutines: expired
 // entries are dropped when touched or when evicted by size.
+//
+// Each entry is one allocation (key, value, deadline and the recency links
+// together) besides the map's slot: with 100,000 entries per cache, a
+// container/list element and a boxed entry would cost ~50 bytes more each.
 type lru[V any] struct {
 	mu    sync.Mutex
 	max   int
-	ll    *list.List
-	items map[string]*list.Element
-	now   func() time.Time
+	n     int
+	items map[string]*lruEntry[V]
+	// ring is the recency list's sentinel: ring.next is the most recently
+	// used entry, ring.prev the least.
+	ring lruEntry[V]
+	now  func() time.Time
+	// epoch is when the cache was made; deadlines are kept as offsets from
+	// it (8 bytes, not a 24-byte time.Time), compared as time.Time compares:
+	// on the monotonic clock when now() has one.
+	epoch time.Time
 }
 
 type lruEntry[V any] struct {
-	key     string
-	val     V
-	expires time.Time
+	prev, next *lruEntry[V]
+	key        string
+	val        V
+	expires    time.Duration // since epoch
 }
 
 func newLRU[V any](max int, now func() time.Time) *lru[V] {
-	return &lru[V]{max: max, ll: list.New(), items: make(map[string]*list.Element), now: now}
+	c := &lru[V]{max: max, items: make(map[string]*lruEntry[V]), now: now, epoch: now()}
+	c.ring.next, c.ring.prev = &c.ring, &c.ring
+	return c
+}
+
+func (c *lru[V]) unlink(e *lruEntry[V]) {
+	e.prev.next, e.next.prev = e.next, e.prev
+	e.prev, e.next = nil, nil
+}
+
+func (c *lru[V]) pushFront(e *lruEntry[V]) {
+	e.prev, e.next = &c.ring, c.ring.next
+	c.ring.next.prev = e
+	c.ring.next = e
 }
 
 func (c *lru[V]) get(key string) (V, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	return c.found(c.items[key])
+}
+
+// getBytes is get for a key built in a buffer: the lookup does not
+// allocate a string.
+func (c *lru[V]) getBytes(key []byte) (V, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.found(c.items[string(key)])
+}
+
+// found returns e's value if e is present and fresh, dropping it if expired,
+// and marks it most recently used. c.mu is held.
+func (c *lru[V]) found(e *lruEntry[V]) (V, bool) {
 	var zero V
-	el, ok := c.items[key]
-	if !ok {
+	if e == nil {
 		return zero, false
 	}
-	e := el.Value.(*lruEntry[V])
-	if !c.now().Before(e.expires) {
-		c.ll.Remove(el)
-		delete(c.items, key)
+	if c.now().Sub(c.epoch) >= e.expires {
+		c.unlink(e)
+		delete(c.items, e.key)
+		c.n--
 		return zero, false
 	}
-	c.ll.MoveToFront(el)
+	c.unlink(e)
+	c.pushFront(e)
 	return e.val, true
 }
 
@@ -52,23 +90,31 @@ func (c *lru[V]) add(key string, val V, ttl time.Duration) {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	exp := c.now().Add(ttl)
-	if el, ok := c.items[key]; ok {
-		e := el.Value.(*lruEntry[V])
+	now := c.now().Sub(c.epoch)
+	exp := now + ttl
+	if exp < now {
+		exp = 1<<63 - 1 // overflow: never expires
+	}
+	if e, ok := c.items[key]; ok {
 		e.val, e.expires = val, exp
-		c.ll.MoveToFront(el)
+		c.unlink(e)
+		c.pushFront(e)
 		return
 	}
-	c.items[key] = c.ll.PushFront(&lruEntry[V]{key: key, val: val, expires: exp})
-	for c.ll.Len() > c.max {
-		old := c.ll.Back()
-		c.ll.Remove(old)
-		delete(c.items, old.Value.(*lruEntry[V]).key)
+	e := &lruEntry[V]{key: key, val: val, expires: exp}
+	c.items[key] = e
+	c.pushFront(e)
+	c.n++
+	for c.n > c.max {
+		old := c.ring.prev
+		c.unlink(old)
+		delete(c.items, old.key)
+		c.n--
 	}
 }
 
 func (c *lru[V]) len() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.ll.Len()
+	return c.n
 }

@@ -103,7 +103,7 @@ func (s *Server) handleImageReview(w http.ResponseWriter, r *http.Request) {
 		s.logger.LogAttrs(r.Context(), slog.LevelWarn, "image review over budget",
 			slog.String("request_id", middleware.GetReqID(r.Context())), slog.String("error", err.Error()))
 		s.metrics.decisions.WithLabelValues("over_budget").Inc()
-		writeReviewUnavailable(w, fmt.Sprintf("imagegate could not evaluate image policy within its budget (%s): %v; retry", s.budget, err))
+		writeReviewUnavailable(w, fmt.Sprintf("imagegate could not evaluate image policy within its budget (%s): %v; retry", s.budget, err), 1)
 		return
 	}
 	if err != nil {
@@ -114,14 +114,16 @@ func (s *Server) handleImageReview(w http.ResponseWriter, r *http.Request) {
 	if d.Unavailable {
 		// Denied only because images could not be checked right now (rate
 		// limited, timed out, registry down): "could not look", not a
-		// verdict. Like a review over budget, a 503 the apiserver retries
-		// and never caches as a denial (a 200 denial would stand for
-		// denyTTL after the registry recovered).
+		// verdict. A 503 the apiserver never caches as a denial (a 200
+		// denial would stand for denyTTL after the registry recovered) and
+		// does not retry: the failure came fast and will not clear in the
+		// seconds a retry waits, and retries would add load to a registry
+		// that is rate-limiting.
 		s.logger.LogAttrs(r.Context(), slog.LevelWarn, "image review unavailable",
 			slog.String("request_id", middleware.GetReqID(r.Context())),
 			slog.String("namespace", review.Spec.Namespace), slog.String("reason", d.Reason))
 		s.metrics.decisions.WithLabelValues("unavailable").Inc()
-		writeReviewUnavailable(w, d.Reason+"; retry")
+		writeReviewUnavailable(w, d.Reason, 0)
 		return
 	}
 	result := "allowed"
@@ -140,15 +142,30 @@ func (s *Server) handleImageReview(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
-// writeReviewUnavailable answers an ImageReview with 503, Retry-After and
-// reason: the apiserver retries (retryBackoff), never caches it as a
-// denial, and then applies defaultAllow.
-func writeReviewUnavailable(w http.ResponseWriter, reason string) {
-	w.Header().Set("Retry-After", "1")
-	writeJSON(w, http.StatusServiceUnavailable, imagepolicy.ImageReview{
-		TypeMeta: metav1.TypeMeta{APIVersion: imageReviewAPIVersion, Kind: "ImageReview"},
-		Status:   imagepolicy.ImageReviewStatus{Allowed: false, Reason: reason},
-	})
+// writeReviewUnavailable answers an ImageReview with 503 and reason as a
+// metav1.Status. The apiserver's webhook client turns a Status body into the
+// error it reports, so the user's "forbidden" message carries the reason
+// (any other body reads "the server is currently unable to handle the
+// request"), and it never caches the answer. retryAfter > 0 asks the
+// apiserver's webhook to retry (its retryBackoff, 5 attempts at most) — for
+// what a second attempt may well answer: a fetch that outlived the budget
+// lands in the cache, a burst of requests passes. It goes in the Status
+// details, never in a Retry-After header: client-go honours that header
+// with up to 10 retries of its own inside each of the webhook's attempts,
+// which kept a pod create waiting until the apiserver's request timeout
+// (34 s in the end-to-end suite).
+func writeReviewUnavailable(w http.ResponseWriter, reason string, retryAfter int) {
+	st := metav1.Status{
+		TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Status"},
+		Status:   metav1.StatusFailure,
+		Message:  reason,
+		Reason:   metav1.StatusReasonServiceUnavailable,
+		Code:     http.StatusServiceUnavailable,
+	}
+	if retryAfter > 0 {
+		st.Details = &metav1.StatusDetails{RetryAfterSeconds: int32(retryAfter)}
+	}
+	writeJSON(w, http.StatusServiceUnavailable, st)
 }
 
 // Evaluate runs the policy on an ImageReview document and reads its answer:

@@ -154,7 +154,7 @@ func (l *limiter) limit(handler string, next http.Handler) http.Handler {
 		if release == nil {
 			l.metrics.shed.WithLabelValues(handler).Inc()
 			if handler == "imagereview" {
-				writeReviewUnavailable(w, "imagegate "+reason)
+				writeReviewUnavailable(w, "imagegate "+reason, 1)
 				return
 			}
 			// Gatekeeper shows systemError; a non-200 fails closed.

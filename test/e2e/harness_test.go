@@ -162,6 +162,7 @@ type env struct {
 	// everywhere, the only one allowed in prod-*) and ghcr.io (allowed
 	// outside prod-*).
 	Corp, Public string
+	registries   map[string]registryRun // by host:port
 
 	imagegateBin    string
 	imagegateConfig string
@@ -279,12 +280,43 @@ storage:
 http:
   addr: %s
 `, filepath.Join(dir, "storage"), host))
+	if e.registries == nil {
+		e.registries = map[string]registryRun{}
+	}
+	e.registries[host] = registryRun{name: name, bin: bin, cfg: cfg}
+	e.runRegistry(t, host)
+	return host
+}
+
+// registryRun is how to start a registry again on the same address, with
+// the same storage.
+type registryRun struct {
+	name, bin, cfg string
+	p              *process
+}
+
+func (e *env) runRegistry(t *testing.T, host string) {
+	t.Helper()
+	r := e.registries[host]
 	// No tracing: the registry would export OpenTelemetry traces to
 	// localhost:4318 and log every failure to do so.
-	p := e.procs.start(t, name, bin, []string{"serve", cfg}, []string{"OTEL_TRACES_EXPORTER=none", "OTEL_SDK_DISABLED=true"})
+	r.p = e.procs.start(t, r.name, r.bin, []string{"serve", r.cfg}, []string{"OTEL_TRACES_EXPORTER=none", "OTEL_SDK_DISABLED=true"})
+	e.registries[host] = r
 	c := &http.Client{Timeout: 2 * time.Second}
-	waitFor(t, name, p, 30*time.Second, func() error { return httpOK(c, "http://"+host+"/v2/") })
-	return host
+	waitFor(t, r.name, r.p, 30*time.Second, func() error { return httpOK(c, "http://"+host+"/v2/") })
+}
+
+// StopRegistry kills the registry at host (a registry outage).
+func (e *env) StopRegistry(t *testing.T, host string) {
+	t.Helper()
+	e.registries[host].p.Kill()
+	t.Logf("killed registry %s", host)
+}
+
+// StartRegistry starts the registry at host again, with its storage.
+func (e *env) StartRegistry(t *testing.T, host string) {
+	t.Helper()
+	e.runRegistry(t, host)
 }
 
 func httpOK(c *http.Client, url string) error {

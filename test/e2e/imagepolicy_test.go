@@ -116,6 +116,34 @@ func TestImagePolicyWebhook(t *testing.T) {
 			fmt.Sprintf(`(break-glass annotation "alpha.image-policy.k8s.io/break-glass" is not permitted in namespace %q)`, other))
 	})
 
+	// A registry outage is "could not look": imagegate answers 503 with the
+	// reason as a Status, which the apiserver retries, reports in its
+	// denial (defaultAllow: false) and does not cache; the same pod is
+	// admitted as soon as the registry is back.
+	t.Run("registry down is not a cached denial", func(t *testing.T) {
+		image := e.PushImage(t, e.Corp, "e2e/outage", "1.0", fresh)
+		e.Sign(t, image)
+		ns := e.Namespace(t, "prod-outage")
+		e.StopRegistry(t, e.Corp)
+		restarted := false
+		defer func() {
+			if !restarted {
+				e.StartRegistry(t, e.Corp)
+			}
+		}()
+		start := time.Now()
+		_, err := e.CreatePod(t, ns, nil, image)
+		t.Logf("denial with the registry down took %v (a 503 without retry hint: not retried)", time.Since(start).Round(time.Millisecond))
+		expectDenied(t, err, "imagegate could not check the images right now: ", fmt.Sprintf("facts: could not check image %q", image))
+		if strings.Contains(err.Error(), "imagegate denied") {
+			t.Errorf("a registry outage was answered as a policy denial (cached for denyTTL): %v", err)
+		}
+		e.StartRegistry(t, e.Corp)
+		restarted = true
+		pod, err := e.CreatePod(t, ns, nil, image)
+		expectAdmitted(t, e, pod, err)
+	})
+
 	// Last: it takes imagegate down.
 	t.Run("imagegate down fails closed and recovers after restart", func(t *testing.T) {
 		image := e.PushImage(t, e.Corp, "e2e/failover", "1.0", fresh)

@@ -333,7 +333,7 @@ func (r *loadResult) record(status int, body []byte, err error, want string, d t
 	case status == http.StatusOK && bytes.Contains(body, []byte(want)):
 		r.ok++
 		r.lat = append(r.lat, d)
-	case status == http.StatusServiceUnavailable && bytes.Contains(body, []byte(`"allowed":false,"reason":"imagegate could not evaluate image policy within its budget`)):
+	case status == http.StatusServiceUnavailable && bytes.Contains(body, []byte(`"message":"imagegate could not evaluate image policy within its budget`)):
 		// The budget ran out while the policy was evaluating: a 503 that
 		// says why (the apiserver retries it, and never caches it as a
 		// denial), answered within the budget.

@@ -97,10 +97,19 @@ type Credential struct {
 type Trust struct {
 	Keys         map[string]string `json:"keys"`         // name → PEM public key file (ECDSA, RSA, Ed25519)
 	TrustedRoots map[string]string `json:"trustedRoots"` // name → Sigstore trusted_root.json file (offline keyless)
-	// TUF lists trusted roots fetched once at startup from TUF repositories
-	// (the trusted_root.json target, as Sigstore publishes it); a failed
-	// fetch fails startup. Names share one namespace with TrustedRoots.
+	// TUF lists trusted roots fetched from TUF repositories (the
+	// trusted_root.json target, as Sigstore publishes it) at startup, where a
+	// failed fetch fails startup, and again every RefreshInterval. Names
+	// share one namespace with TrustedRoots.
 	TUF []TUFRoot `json:"tuf"`
+	// RefreshInterval is how often keys, trustedRoots files and TUF roots
+	// are loaded again while serving (a Sigstore root rotation published
+	// through TUF, a replaced trusted_root.json). The new set replaces the
+	// old only when all of it loads; a failed refresh is logged, counted in
+	// imagegate_trust_refreshes_total{result="error"} and shown in /readyz
+	// (still ready), and the previous keys and roots keep verifying.
+	// Default 24h; "0s" turns refreshing off; otherwise at least 1m.
+	RefreshInterval *Duration `json:"refreshInterval"`
 	// KeyOptions are per-key requirements, by name in Keys.
 	KeyOptions map[string]KeyOptions `json:"keyOptions"`
 	// Thresholds for keyless verification; each defaults to 1.
@@ -120,7 +129,7 @@ type TUFRoot struct {
 	RootFile string `json:"rootFile"`
 	// CachePath is a directory for TUF metadata and targets. Default ""
 	// keeps them in memory (read-only file systems); the mirror is
-	// contacted at every start either way.
+	// contacted at every start and refresh either way.
 	CachePath string `json:"cachePath"`
 }
 
@@ -323,6 +332,10 @@ func (c *Config) SetDefaults() {
 			*p = &v
 		}
 	}
+	if c.Trust.RefreshInterval == nil {
+		d := Duration(24 * time.Hour)
+		c.Trust.RefreshInterval = &d
+	}
 	one(&c.Trust.Thresholds.SignedCertificateTimestamps)
 	one(&c.Trust.Thresholds.TransparencyLog)
 	one(&c.Trust.Thresholds.ObserverTimestamps)
@@ -419,6 +432,9 @@ func (c *Config) Validate() error {
 	}
 	if th.ObserverTimestamps != nil && th.TransparencyLog != nil && *th.ObserverTimestamps == 0 && *th.TransparencyLog == 0 {
 		bad("trust.thresholds", "observerTimestamps and transparencyLog cannot both be 0: a keyless certificate needs a verified time")
+	}
+	if ri := c.Trust.RefreshInterval; ri != nil && *ri != 0 && ri.D() < time.Minute {
+		bad("trust.refreshInterval", "want 0s (off) or at least 1m, got %s", ri.D())
 	}
 	for name, path := range c.Trust.Keys {
 		if err := readable(path); err != nil {

@@ -26,6 +26,9 @@ func TestParseErrorsNameTheField(t *testing.T) {
 		{desc: "missing trust key file", yaml: "trust:\n  keys:\n    release: /nonexistent/release.pub\n", want: "trust.keys.release"},
 		{desc: "tuf mirror not a URL", yaml: "trust:\n  tuf:\n  - name: corp\n    mirror: tuf.corp.example\n", want: "trust.tuf[0].mirror"},
 		{desc: "tuf name taken", yaml: "trust:\n  tuf:\n  - {name: corp, mirror: \"https://tuf.corp.example\"}\n  - {name: corp, mirror: \"https://tuf2.corp.example\"}\n", want: "trust.tuf[1].name"},
+		{desc: "trust refresh too often", yaml: "trust:\n  refreshInterval: 10s\n", want: "trust.refreshInterval: want 0s (off) or at least 1m, got 10s"},
+		{desc: "negative trust refresh", yaml: "trust:\n  refreshInterval: -1h\n", want: "trust.refreshInterval"},
+		{desc: "trust refresh not a duration", yaml: "trust:\n  refreshInterval: daily\n", want: `invalid duration "daily"`},
 		{desc: "key options for an unknown root", yaml: "trust:\n  keyOptions:\n    release: {requireTlog: true, trustedRoot: public-good}\n", want: `trust.keyOptions.release.trustedRoot: no trusted root "public-good"`},
 		{desc: "wrong type", yaml: "limits:\n  maxKeys: many\n", want: "maxKeys"},
 		{desc: "duplicate field", yaml: "listen: a\nlisten: b\n", want: "listen"},
@@ -106,5 +109,31 @@ trust:
 	if len(c.Trust.TUF) != 2 || c.Trust.TUF[1] != (TUFRoot{Name: "corp", Mirror: "https://tuf.corp.example/", RootFile: filepath.Join(dir, "root.json"), CachePath: "/var/cache/imagegate/tuf"}) ||
 		c.Trust.KeyOptions["release"] != (KeyOptions{RequireTlog: true, TrustedRoot: "corp"}) {
 		t.Errorf("trust = %+v", c.Trust)
+	}
+}
+
+// TestTrustRefreshInterval: unset is 24h, "0s" stays 0 (refresh off) rather
+// than taking the default.
+func TestTrustRefreshInterval(t *testing.T) {
+	for _, tc := range []struct {
+		desc, yaml string
+		want       time.Duration
+	}{
+		{desc: "unset", yaml: "{}", want: 24 * time.Hour},
+		{desc: "off", yaml: "trust:\n  refreshInterval: 0s\n", want: 0},
+		{desc: "hourly", yaml: "trust:\n  refreshInterval: 1h\n", want: time.Hour},
+	} {
+		t.Run(tc.desc, func(t *testing.T) {
+			c, err := Parse([]byte(tc.yaml))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := c.Trust.RefreshInterval.D(); got != tc.want {
+				t.Errorf("trust.refreshInterval = %s, want %s", got, tc.want)
+			}
+		})
+	}
+	if d := Default().Trust.RefreshInterval; d == nil || d.D() != 24*time.Hour {
+		t.Errorf("Default().Trust.RefreshInterval = %v, want 24h", d)
 	}
 }

@@ -23,6 +23,13 @@ var Version = "dev"
 // the registry client with its keychain, and the caches. The server and
 // `imagegate facts` both use it, so they answer alike. m may be nil.
 func NewLookup(cfg *config.Config, m *Metrics, generation uint64) (*lookup.Service, error) {
+	lk, _, err := newLookup(cfg, m, generation)
+	return lk, err
+}
+
+// newLookup is NewLookup that also returns the signature verifier, which
+// the server refreshes every trust.refreshInterval.
+func newLookup(cfg *config.Config, m *Metrics, generation uint64) (*lookup.Service, *signature.Verifier, error) {
 	var tlsConf *tls.Config
 	if cfg.Registries.CAFile != "" {
 		pool, err := x509.SystemCertPool()
@@ -31,10 +38,10 @@ func NewLookup(cfg *config.Config, m *Metrics, generation uint64) (*lookup.Servi
 		}
 		pem, err := os.ReadFile(cfg.Registries.CAFile)
 		if err != nil {
-			return nil, fmt.Errorf("registries.caFile: %w", err)
+			return nil, nil, fmt.Errorf("registries.caFile: %w", err)
 		}
 		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("registries.caFile %s: no PEM certificates found", cfg.Registries.CAFile)
+			return nil, nil, fmt.Errorf("registries.caFile %s: no PEM certificates found", cfg.Registries.CAFile)
 		}
 		tlsConf = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 	}
@@ -45,7 +52,7 @@ func NewLookup(cfg *config.Config, m *Metrics, generation uint64) (*lookup.Servi
 		TLSClientConfig: tlsConf,
 	})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	creds := make([]registry.Credential, len(cfg.Registries.Credentials))
 	for i, c := range cfg.Registries.Credentials {
@@ -53,7 +60,7 @@ func NewLookup(cfg *config.Config, m *Metrics, generation uint64) (*lookup.Servi
 	}
 	kc, err := registry.NewKeychain(cfg.Registries.DockerConfig, creds)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	ro := registry.Options{
 		Guard:    g,
@@ -94,7 +101,10 @@ func NewLookup(cfg *config.Config, m *Metrics, generation uint64) (*lookup.Servi
 		MaxPredicateBytes: cfg.Limits.PredicateBytes,
 	}, observerOrNil(m))
 	if err != nil {
-		return nil, err
+		return nil, nil, err
+	}
+	if m != nil {
+		m.trustLoaded.SetToCurrentTime()
 	}
 	lo := lookup.Options{
 		Signatures:   sv,
@@ -114,10 +124,11 @@ func NewLookup(cfg *config.Config, m *Metrics, generation uint64) (*lookup.Servi
 	}
 	rc, err := registry.New(ro)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	lo.Registry = rc
-	return lookup.New(lo)
+	lk, err := lookup.New(lo)
+	return lk, sv, err
 }
 
 // observerOrNil avoids a typed-nil interface when there are no metrics.

@@ -28,6 +28,8 @@ type Metrics struct {
 	concurrent       prometheus.Gauge
 	queued           prometheus.Gauge
 	shed             *prometheus.CounterVec
+	trustRefreshes   *prometheus.CounterVec
+	trustLoaded      prometheus.Gauge
 }
 
 // NewMetrics registers every metric on a new private registry.
@@ -95,6 +97,14 @@ func NewMetrics() *Metrics {
 			Namespace: "imagegate", Subsystem: "tls", Name: "reloads_total",
 			Help: "Serving certificate reload attempts, by result.",
 		}, []string{"result"}),
+		trustRefreshes: f.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "imagegate", Subsystem: "trust", Name: "refreshes_total",
+			Help: "Reloads of trust.keys, trust.trustedRoots and trust.tuf every trust.refreshInterval, by result (ok, error: the previous keys and roots keep verifying).",
+		}, []string{"result"}),
+		trustLoaded: f.NewGauge(prometheus.GaugeOpts{
+			Namespace: "imagegate", Subsystem: "trust", Name: "last_success_timestamp_seconds",
+			Help: "When the keys and trusted roots in use were loaded (at startup or by the last successful refresh), in seconds since the epoch.",
+		}),
 	}
 }
 

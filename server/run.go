@@ -22,9 +22,13 @@ func Run(ctx context.Context, cfg *config.Config, logger *slog.Logger, ready cha
 		return err
 	}
 	m := NewMetrics()
-	lk, err := NewLookup(cfg, m, 1)
+	lk, sv, err := newLookup(cfg, m, 1)
 	if err != nil {
 		return err
+	}
+	if t := cfg.Trust; t.RefreshInterval != nil && t.RefreshInterval.D() > 0 && len(t.Keys)+len(t.TrustedRoots)+len(t.TUF) > 0 {
+		stop := refreshTrust(ctx, sv, t.RefreshInterval.D(), logger, m)
+		defer stop()
 	}
 	policy, err := NewPolicy(ctx, cfg, logger, m)
 	if err != nil {
@@ -57,12 +61,7 @@ func Run(ctx context.Context, cfg *config.Config, logger *slog.Logger, ready cha
 		KeepTag:           cfg.Digest.KeepTag,
 		RequireClientCert: cfg.TLS.ClientCAFile != "",
 		Policy:            policy,
-		Status: func() map[string]string {
-			if err := policy.Status(); err != nil {
-				return map[string]string{"policy": "reload failed, previous policy serving: " + err.Error()}
-			}
-			return nil
-		},
+		Status:            func() map[string]string { return readyDetails(policy, sv) },
 	})
 	srv := &http.Server{
 		Handler:           h,
@@ -111,4 +110,18 @@ func Run(ctx context.Context, cfg *config.Config, logger *slog.Logger, ready cha
 		return fmt.Errorf("serve: %w", err)
 	}
 	return nil
+}
+
+// readyDetails are /readyz details that do not make the server unready: a
+// failed policy reload (the previous policy serves) and a failed trust
+// refresh (the previous keys and roots verify).
+func readyDetails(policy, trust interface{ Status() error }) map[string]string {
+	out := map[string]string{}
+	if err := policy.Status(); err != nil {
+		out["policy"] = "reload failed, previous policy serving: " + err.Error()
+	}
+	if msg, failed := trustStatus(trust); failed {
+		out["trust"] = msg
+	}
+	return out
 }

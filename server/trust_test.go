@@ -1,0 +1,150 @@
+package server
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/imagegate/imagegate/providers/signature"
+	"github.com/imagegate/imagegate/providers/signature/signaturetest"
+)
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+type status struct{ err error }
+
+func (s status) Status() error { return s.err }
+
+// TestTrustRefreshLoop runs the refresh loop against a real TUF mirror that
+// goes down and comes back: failures are counted, logged with the entry and
+// mirror, and shown in /readyz, which stays 200; a good refresh clears the
+// detail; stop ends the loop.
+func TestTrustRefreshLoop(t *testing.T) {
+	ss := signaturetest.NewSigstore(t)
+	repo := signaturetest.NewTUFRepository(t, map[string][]byte{"trusted_root.json": ss.TrustedRootJSON(t)})
+	sv, err := signature.New(signature.Options{
+		TUF:        []signature.TUFRoot{{Name: "corp", Mirror: repo.URL, RootFile: repo.WriteRoot(t, t.TempDir())}},
+		TUFTimeout: 5 * time.Second,
+	}, nil)
+	if err != nil {
+		t.Fatalf("signature.New() error = %v", err)
+	}
+	m := NewMetrics()
+	logs := &syncBuffer{}
+	h := New(Deps{Metrics: m, Status: func() map[string]string { return readyDetails(status{}, sv) }})
+	get := func(path string) (int, string) {
+		t.Helper()
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, path, nil))
+		return rec.Code, rec.Body.String()
+	}
+	count := func(result string) int {
+		t.Helper()
+		_, body := get("/metrics")
+		m := regexp.MustCompile(`(?m)^imagegate_trust_refreshes_total\{result="` + result + `"\} (\d+)$`).FindStringSubmatch(body)
+		if m == nil {
+			return 0
+		}
+		n, _ := strconv.Atoi(m[1])
+		return n
+	}
+	waitFor := func(what string, cond func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(15 * time.Second)
+		for !cond() {
+			if time.Now().After(deadline) {
+				t.Fatalf("timed out waiting for %s", what)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+
+	repo.SetDown(true)
+	stop := refreshTrust(t.Context(), sv, 20*time.Millisecond, slog.New(slog.NewJSONHandler(logs, nil)), m)
+	waitFor("a failed refresh to be counted", func() bool { return count("error") >= 1 })
+
+	code, body := get("/readyz")
+	var ready map[string]string
+	if err := json.Unmarshal([]byte(body), &ready); err != nil {
+		t.Fatalf("GET /readyz: %v\n%s", err, body)
+	}
+	if code != http.StatusOK || ready["status"] != "ok" {
+		t.Errorf("GET /readyz = %d %s, want 200 ok: a failed refresh leaves the previous roots verifying", code, body)
+	}
+	for _, want := range []string{"refresh failed", "trust.tuf[0]", `"corp"`, repo.URL, "503"} {
+		if !strings.Contains(ready["trust"], want) {
+			t.Errorf("/readyz trust = %q, want it to mention %q", ready["trust"], want)
+		}
+	}
+	if l := logs.String(); !strings.Contains(l, "trust refresh failed") || !strings.Contains(l, `trust.tuf[0] (name \"corp\", mirror `+repo.URL) {
+		t.Errorf("logs = %s, want the failed refresh with its entry and mirror", l)
+	}
+
+	repo.SetDown(false)
+	waitFor("a good refresh to be counted", func() bool { return count("ok") >= 1 })
+	waitFor("the /readyz trust detail to clear", func() bool {
+		_, body := get("/readyz")
+		return !strings.Contains(body, `"trust"`)
+	})
+	if _, body := get("/metrics"); !regexp.MustCompile(`(?m)^imagegate_trust_last_success_timestamp_seconds \d\.\d+e\+09$`).MatchString(body) {
+		t.Errorf("/metrics lacks a recent imagegate_trust_last_success_timestamp_seconds")
+	}
+
+	stop()
+	n := repo.Requests()
+	time.Sleep(100 * time.Millisecond)
+	if got := repo.Requests(); got != n {
+		t.Errorf("the mirror got %d requests after stop, want none", got-n)
+	}
+}
+
+func TestReadyDetails(t *testing.T) {
+	for _, tc := range []struct {
+		desc          string
+		policy, trust error
+		want          []string
+	}{
+		{desc: "all good"},
+		{desc: "trust", trust: errors.New(`trust.tuf[0] (name "corp", mirror https://tuf.corp.example): TUF update: boom`), want: []string{"trust"}},
+		{desc: "both", policy: errors.New("x.rego:1: parse error"), trust: errors.New("trust.trustedRoots.corp /etc/x.json: bad"), want: []string{"policy", "trust"}},
+	} {
+		t.Run(tc.desc, func(t *testing.T) {
+			got := readyDetails(status{tc.policy}, status{tc.trust})
+			if len(got) != len(tc.want) {
+				t.Fatalf("readyDetails() = %v, want keys %v", got, tc.want)
+			}
+			for _, k := range tc.want {
+				if !strings.Contains(got[k], "failed") {
+					t.Errorf("readyDetails()[%q] = %q, want a failure", k, got[k])
+				}
+			}
+			if tc.trust != nil && !strings.HasSuffix(got["trust"], tc.trust.Error()) {
+				t.Errorf("readyDetails()[trust] = %q, want it to end with the refresh error", got["trust"])
+			}
+		})
+	}
+}

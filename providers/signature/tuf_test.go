@@ -73,7 +73,7 @@ func TestTUFTrustedRoot(t *testing.T) {
 		}
 	}
 	if n := repo.Requests(); n != fetched {
-		t.Errorf("the mirror got %d requests after startup, want none (fetched once, in New)", n-fetched)
+		t.Errorf("the mirror got %d requests after startup, want none (fetched in New and at Refresh only, never per check)", n-fetched)
 	}
 	if _, err := os.Stat(filepath.Join(cache, strings.NewReplacer("http://", "", ":", "-", "/", "-").Replace(repo.URL), "timestamp.json")); err != nil {
 		t.Errorf("TUF cache not written under cachePath: %v", err)

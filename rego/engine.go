@@ -17,6 +17,7 @@ import (
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/format"
 	"github.com/open-policy-agent/opa/v1/loader"
+	"github.com/open-policy-agent/opa/v1/plugins"
 	oparego "github.com/open-policy-agent/opa/v1/rego"
 	"github.com/open-policy-agent/opa/v1/sdk"
 	"github.com/open-policy-agent/opa/v1/storage"
@@ -58,9 +59,13 @@ type Engine struct {
 	path  string
 	opa   *sdk.OPA // only with OPAConfig (remote bundles, decision logs)
 	store storage.Store
-	// query is the prepared decision without OPAConfig: evaluated directly,
-	// one per compiled policy, swapped on reload.
-	query atomic.Pointer[oparego.PreparedEvalQuery]
+	// query is the prepared decision, evaluated directly: one per compiled
+	// policy, swapped on reload. With OPAConfig it is prepared against the
+	// SDK manager's compiler on first use after each compile (managed.go).
+	query    atomic.Pointer[oparego.PreparedEvalQuery]
+	manager  *plugins.Manager // only with OPAConfig
+	compiled atomic.Uint64    // the manager's compiles so far
+	prepMu   sync.Mutex
 
 	mu       sync.Mutex
 	lastErr  error  // last failed reload, nil once a reload succeeds
@@ -103,7 +108,8 @@ func New(ctx context.Context, o Options) (*Engine, error) {
 		if err != nil {
 			return nil, fmt.Errorf("policy.opaConfig: %w", err)
 		}
-		opts := sdk.Options{Store: store, ID: "imagegate", RegoVersion: ast.RegoV1, Logger: nopLogger{}, ConsoleLogger: nopLogger{}, Config: bytes.NewReader(b)}
+		opts := sdk.Options{Store: store, ID: "imagegate", RegoVersion: ast.RegoV1, Logger: nopLogger{}, ConsoleLogger: nopLogger{}, Config: bytes.NewReader(b),
+			ManagerOpts: []func(*plugins.Manager){e.manage}}
 		if e.opa, err = sdk.New(ctx, opts); err != nil {
 			return nil, fmt.Errorf("policy: starting OPA: %w", err)
 		}
@@ -145,24 +151,17 @@ func (e *Engine) Query() string { return e.o.Query }
 // Decide evaluates the decision for input, with f answering imagegate.facts.
 // Undefined decisions are errors.
 func (e *Engine) Decide(ctx context.Context, input any, f Facts) (any, error) {
-	if pq := e.query.Load(); pq != nil {
-		rs, err := pq.Eval(withFacts(ctx, f), oparego.EvalInput(input))
-		if err != nil {
-			return nil, fmt.Errorf("policy: %w", err)
-		}
-		if len(rs) == 0 || len(rs[0].Expressions) == 0 {
-			return nil, fmt.Errorf("policy: %s is undefined for this input", e.o.Query)
-		}
-		return rs[0].Expressions[0].Value, nil
+	if e.manager != nil {
+		return e.decideManaged(ctx, input, f)
 	}
-	res, err := e.opa.Decision(withFacts(ctx, f), sdk.DecisionOptions{Path: e.path, Input: input})
+	rs, err := e.query.Load().Eval(withFacts(ctx, f), oparego.EvalInput(input))
 	if err != nil {
-		if sdk.IsUndefinedErr(err) {
-			return nil, fmt.Errorf("policy: %s is undefined for this input", e.o.Query)
-		}
 		return nil, fmt.Errorf("policy: %w", err)
 	}
-	return res.Result, nil
+	if len(rs) == 0 || len(rs[0].Expressions) == 0 {
+		return nil, fmt.Errorf("policy: %s is undefined for this input", e.o.Query)
+	}
+	return rs[0].Expressions[0].Value, nil
 }
 
 func (e *Engine) watch() {

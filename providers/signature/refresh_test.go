@@ -309,3 +309,31 @@ func TestRefreshDuringVerification(t *testing.T) {
 	// 20 refreshes, the last one (i = 19) back to the old root.
 	r.wantTrust(t, v, "after the last refresh", true, false)
 }
+
+// TestRefreshRollbackWithCache: with cachePath the TUF client remembers the
+// metadata versions it trusted, so a mirror replaying the timestamp from
+// before a rotation is refused and the rotated root stays in use.
+func TestRefreshRollbackWithCache(t *testing.T) {
+	r := newRotation(t)
+	repo := signaturetest.NewTUFRepository(t, map[string][]byte{"trusted_root.json": r.old.TrustedRootJSON(t)})
+	v, err := signature.New(signature.Options{
+		TUF:        []signature.TUFRoot{{Name: "corp", Mirror: repo.URL, RootFile: repo.WriteRoot(t, t.TempDir()), CachePath: t.TempDir()}},
+		TUFTimeout: 5 * time.Second,
+	}, nil)
+	if err != nil {
+		t.Fatalf("New() error = %v", err)
+	}
+	repo.PublishTarget(t, "trusted_root.json", r.new.TrustedRootJSON(t))
+	if err := v.Refresh(t.Context()); err != nil {
+		t.Fatalf("Refresh() error = %v", err)
+	}
+	r.wantTrust(t, v, "rotated", false, true)
+
+	repo.RollBack(t)
+	err = v.Refresh(t.Context())
+	if err == nil || !strings.Contains(err.Error(), "trust.tuf[0]") {
+		t.Fatalf("Refresh() against a rolled-back mirror error = %v, want a refusal naming trust.tuf[0]", err)
+	}
+	t.Logf("Refresh() error = %v", err)
+	r.wantTrust(t, v, "after the rollback attempt", false, true)
+}

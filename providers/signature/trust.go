@@ -81,7 +81,8 @@ type TUFRoot struct {
 	RootFile string
 	// CachePath is a directory for TUF metadata and targets; empty keeps
 	// them in memory only (everything is fetched at each start and each
-	// Refresh).
+	// Refresh, from RootFile on: no rollback protection across refreshes,
+	// which a directory gives).
 	CachePath string
 }
 

@@ -40,6 +40,7 @@ type TUFRepository struct {
 	snapshot  *metadata.Metadata[metadata.SnapshotType]
 	timestamp *metadata.Metadata[metadata.TimestampType]
 	down      bool
+	earlier   [][]byte // timestamp.json as served before each PublishTarget
 	requests  atomic.Int64
 }
 
@@ -186,6 +187,7 @@ func (r *TUFRepository) publish(name string, content []byte) error {
 		return err
 	}
 	r.files["targets/"+hex.EncodeToString(tf.Hashes["sha256"])+"."+name] = content
+	r.earlier = append(r.earlier, r.files[metadata.TIMESTAMP+".json"])
 	r.targets.Signed.Targets[name] = tf
 	r.targets.Signed.Version++
 	r.snapshot.Signed.Meta[metadata.TARGETS+".json"] = metadata.MetaFile(r.targets.Signed.Version)
@@ -221,6 +223,20 @@ func (r *TUFRepository) publish(name string, content []byte) error {
 	r.files[fmt.Sprintf("%d.%s.json", r.snapshot.Signed.Version, metadata.SNAPSHOT)] = sb
 	r.files[metadata.TIMESTAMP+".json"] = tsb
 	return nil
+}
+
+// RollBack serves the timestamp.json from before the last PublishTarget
+// again (validly signed, not expired): a mirror replaying old metadata to
+// bring back an earlier target. A client that remembers the versions it saw
+// must refuse it.
+func (r *TUFRepository) RollBack(t testing.TB) {
+	t.Helper()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.earlier) == 0 {
+		t.Fatal("signaturetest: RollBack: nothing published yet")
+	}
+	r.files[metadata.TIMESTAMP+".json"] = r.earlier[len(r.earlier)-1]
 }
 
 // SetDown makes the mirror answer every request with 503 (down is true) or

@@ -129,7 +129,10 @@ type TUFRoot struct {
 	RootFile string `json:"rootFile"`
 	// CachePath is a directory for TUF metadata and targets. Default ""
 	// keeps them in memory (read-only file systems); the mirror is
-	// contacted at every start and refresh either way.
+	// contacted at every start and refresh either way. With a directory,
+	// refreshes keep TUF's rollback protection (metadata versions older
+	// than those already trusted are refused); in memory, each refresh
+	// starts from RootFile, as a restart does.
 	CachePath string `json:"cachePath"`
 }
 

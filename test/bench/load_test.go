@@ -179,8 +179,45 @@ func TestLoad(t *testing.T) {
 		fmt.Fprintf(report, "| %d | %.0f (%d, %.2f) | %.0f | %.2f / %.2f (%.0f) |\n", n, sat.RPS, sat.Workers, sat.ServerCPU, sat.RPS/sat.ServerCPU, h.P50Ms, h.P99Ms, h.RPS)
 	}
 
+	// The floor under the ImageReview figures: the same server and requests
+	// with a policy that admits without evaluating anything (TLS, HTTP, JSON
+	// decoding and encoding, the limiter; no rule, no facts).
+	trivialDir := filepath.Join(e.work, "trivial-policy")
+	if err := os.MkdirAll(trivialDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	write(t, filepath.Join(trivialDir, "review.rego"), []byte("package imagegate.review\n\ndecision := {\"allowed\": true, \"reason\": \"trivial\", \"auditAnnotations\": {}}\n"))
+	tcfg := *cfg
+	tcfg.Listen = freeAddr(t)
+	tcfg.Policy.Dir = trivialDir
+	tcfgJSON, err := json.MarshalIndent(tcfg, "", "  ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tcfgFile := filepath.Join(e.work, "imagegate-trivial.yaml")
+	write(t, tcfgFile, tcfgJSON)
+	igRSS := vmRSS(ig.cmd.Process.Pid)
+	ig.stop() // one server at a time on the 2 cores
+	tg := e.start("imagegate-trivial", "https://"+tcfg.Listen, filepath.Join(e.bin, "imagegate"), "serve", "--config", tcfgFile)
+	fmt.Fprintf(report, "\n### ImageReviews, the floor: a policy that admits without evaluating anything (`decision := {\"allowed\": true, …}`), same server and requests\n\n")
+	fmt.Fprintf(report, "| containers | saturation reviews/s (workers, server CPU) | reviews per server CPU-second | p50 / p99 ms at 50 %% (achieved req/s) |\n|---|---|---|---|\n")
+	for _, n := range []int{1, 5} {
+		body := filepath.Join(e.work, fmt.Sprintf("review-%d.json", n))
+		var sat result
+		for _, w := range e.workers {
+			r := e.load(tg, "imagereview-trivial", tg.base+"/v1/imagereview", body, n, w, 0, `"allowed":true`, "")
+			all = append(all, r)
+			if r.RPS > sat.RPS {
+				sat = r
+			}
+		}
+		h := e.load(tg, "imagereview-trivial", tg.base+"/v1/imagereview", body, n, 4, sat.RPS/2, `"allowed":true`, "")
+		all = append(all, h)
+		fmt.Fprintf(report, "| %d | %.0f (%d, %.2f) | %.0f | %.2f / %.2f (%.0f) |\n", n, sat.RPS, sat.Workers, sat.ServerCPU, sat.RPS/sat.ServerCPU, h.P50Ms, h.P99Ms, h.RPS)
+	}
+
 	fmt.Fprintf(report, "\nRegistry requests during the load runs (all warm): %d. RSS at the end: imagegate %s, baseline %s. loadavg at the end: %s\n",
-		im.Reg.Total(), vmRSS(ig.cmd.Process.Pid), vmRSS(bl.cmd.Process.Pid), readFile("/proc/loadavg"))
+		im.Reg.Total(), igRSS, vmRSS(bl.cmd.Process.Pid), readFile("/proc/loadavg"))
 	fmt.Fprintf(report, "\n<details><summary>Every run</summary>\n\n| target | workload | keys | workers | paced req/s | req/s | keys/s | p50 | p90 | p99 | max ms | server CPU | errors |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, r := range all {
 		fmt.Fprintf(report, "| %s | %s | %d | %d | %.0f | %.0f | %.0f | %.2f | %.2f | %.2f | %.2f | %.2f | %d |\n", r.Target, r.Workload, r.Keys, r.Workers, r.Rate, r.RPS, r.KeysPerS, r.P50Ms, r.P90Ms, r.P99Ms, r.MaxMs, r.ServerCPU, r.Errors)

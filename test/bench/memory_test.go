@@ -56,7 +56,8 @@
 // GC. BENCH_MEMORY_REPOS (default 0: one repository per image) spreads the
 // images of parts 1 and 2 over that many repositories; BENCH_MEMORY_PARTS
 // (default cached,bound,per-entry) selects parts. Anything but the defaults
-// writes memory-repos<N>-<parts>.md instead of memory.md.
+// writes memory-repos<N>-<parts>.md instead of memory.md, and
+// BENCH_MEMORY_GOMEMLIMIT adds -gomemlimit<value> to the name.
 package bench
 
 import (
@@ -755,6 +756,9 @@ func TestMemory(t *testing.T) {
 	file := "memory.md"
 	if reg.repos > 0 || parts != "cached,bound,per-entry" {
 		file = fmt.Sprintf("memory-repos%d-%s.md", reg.repos, strings.ReplaceAll(parts, ",", "+"))
+	}
+	if memLimit != "" {
+		file = strings.TrimSuffix(file, ".md") + "-gomemlimit" + memLimit + ".md"
 	}
 	write(t, filepath.Join(out, file), []byte(w.String()))
 	t.Logf("results in %s/%s:\n%s", out, file, w)

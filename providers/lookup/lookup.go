@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
 	"sync"
 	"time"
+	"unsafe"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -110,17 +112,59 @@ func (s *Service) Parse(key string) (registry.Ref, error) {
 	return s.parse(key)
 }
 
-// keyState is what a Service keeps per image key: the normalised reference
-// (its strings share the key's memory when the key needed no normalising)
-// and the allowlist's verdict. Cache keys are built from it in a buffer on
-// each lookup, not kept; go-containerregistry's name.Tag and name.Digest
-// are not kept either (parse makes them again when a lookup needs the
-// registry).
+// keyState is what a Service keeps per image key: where the normalised
+// reference's parts are in the key (keys that needed no normalising; else
+// the reference itself) and the allowlist's verdict. Cache keys are built
+// from it in a buffer on each lookup, not kept; go-containerregistry's
+// name.Tag and name.Digest are not kept either (parse makes them again when
+// a lookup needs the registry).
 type keyState struct {
-	ref facts.Reference
-	// checkErr is the registry allowlist's verdict on ref, which depends
-	// only on the key and this Service's configuration.
+	// span is the offset and length in the key of the reference's
+	// registry, repository, tag and digest, when norm is nil.
+	span [4][2]uint16
+	// norm is the reference of a key that needed normalising (Docker Hub
+	// names, an upper-case registry host).
+	norm *facts.Reference
+	// checkErr is the registry allowlist's verdict on the key, which
+	// depends only on the key and this Service's configuration.
 	checkErr error
+}
+
+func newKeyState(key string, r facts.Reference, checkErr error) keyState {
+	ks := keyState{checkErr: checkErr}
+	for i, part := range [4]string{r.Registry, r.Repository, r.Tag, r.Digest} {
+		off, ok := within(key, part)
+		if !ok {
+			return keyState{norm: &r, checkErr: checkErr}
+		}
+		ks.span[i] = [2]uint16{off, uint16(len(part))}
+	}
+	return ks
+}
+
+// within returns part's offset in key when part is a substring of key's
+// memory (not merely equal to one).
+func within(key, part string) (uint16, bool) {
+	if part == "" {
+		return 0, true
+	}
+	if len(key) > math.MaxUint16 {
+		return 0, false
+	}
+	k, p := uintptr(unsafe.Pointer(unsafe.StringData(key))), uintptr(unsafe.Pointer(unsafe.StringData(part)))
+	if p < k || p+uintptr(len(part)) > k+uintptr(len(key)) {
+		return 0, false
+	}
+	return uint16(p - k), true
+}
+
+// reference is the normalised reference of key, whose keyState ks is.
+func (ks *keyState) reference(key string) facts.Reference {
+	if ks.norm != nil {
+		return *ks.norm
+	}
+	at := func(i int) string { return key[ks.span[i][0] : ks.span[i][0]+ks.span[i][1]] }
+	return facts.Reference{Registry: at(0), Repository: at(1), Tag: at(2), Digest: at(3)}
 }
 
 // state returns key's keyState, from the refs cache or by parsing it.
@@ -131,7 +175,7 @@ func (s *Service) state(key string) (keyState, error) {
 		if err != nil {
 			return keyState{}, err
 		}
-		return keyState{ref: ref.Facts}, nil
+		return newKeyState(ref.Key, ref.Facts, nil), nil
 	}
 	if ks.checkErr != nil {
 		return keyState{}, ks.checkErr
@@ -153,7 +197,7 @@ func (s *Service) parse(key string) (registry.Ref, error) {
 	if err != nil {
 		return registry.Ref{}, err
 	}
-	ks := keyState{ref: ref.Facts, checkErr: s.o.Registry.Check(ref)}
+	ks := newKeyState(key, ref.Facts, s.o.Registry.Check(ref))
 	s.refs.add(key, ks, time.Hour)
 	if ks.checkErr != nil {
 		return registry.Ref{}, ks.checkErr
@@ -177,7 +221,8 @@ func (s *Service) CachedBase(key string) (f, base *facts.Facts, ok bool) {
 	if !found || ks.checkErr != nil {
 		return nil, nil, false
 	}
-	r := &ks.ref
+	ref := ks.reference(key)
+	r := &ref
 	var buf [keyBuf]byte
 	var tag v1.Hash
 	if r.Tag != "" {
@@ -306,7 +351,8 @@ func (s *Service) Digest(ctx context.Context, key string) (Pinned, error) {
 	if err != nil {
 		return Pinned{}, err
 	}
-	r := &ks.ref
+	ref := ks.reference(key)
+	r := &ref
 	p := Pinned{Name: r.Registry + "/" + r.Repository, Tag: r.Tag}
 	if r.Digest != "" {
 		p.Digest = r.Digest
@@ -318,11 +364,11 @@ func (s *Service) Digest(ctx context.Context, key string) (Pinned, error) {
 		p.Digest = d.String()
 		return p, nil
 	}
-	ref, err := s.parse(key)
+	full, err := s.parse(key)
 	if err != nil {
 		return Pinned{}, err
 	}
-	d, err := s.resolve(ctx, ref)
+	d, err := s.resolve(ctx, full)
 	if err != nil {
 		return Pinned{}, err
 	}

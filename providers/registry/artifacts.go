@@ -24,15 +24,17 @@ func (c *Client) Referrers(ctx context.Context, image string, d name.Digest) ([]
 	}
 	// Reuse the shared puller: its per-repository transport is already
 	// authenticated, so a referrers call costs no extra ping or token round trip.
-	idx, err := remote.Referrers(d, remote.Reuse(c.pullers.For(d.Context())), remote.WithContext(ctx))
-	if err != nil {
-		return nil, wrap(image, "list referrers of "+d.DigestStr(), err)
-	}
-	m, err := idx.IndexManifest()
-	if err != nil {
-		return nil, wrap(image, "list referrers of "+d.DigestStr(), err)
-	}
-	return m.Manifests, nil
+	return authRetry(ctx, c, d.Context(), func(ctx context.Context, p *remote.Puller) ([]v1.Descriptor, error) {
+		idx, err := remote.Referrers(d, remote.Reuse(p), remote.WithContext(ctx))
+		if err != nil {
+			return nil, wrap(image, "list referrers of "+d.DigestStr(), err)
+		}
+		m, err := idx.IndexManifest()
+		if err != nil {
+			return nil, wrap(image, "list referrers of "+d.DigestStr(), err)
+		}
+		return m.Manifests, nil
+	})
 }
 
 // Manifest fetches the raw manifest at ref (a tag or a digest), verified
@@ -42,7 +44,9 @@ func (c *Client) Manifest(ctx context.Context, image string, ref name.Reference)
 	if err := c.guard.CheckRegistry(canonicalRegistry(ref.Context().RegistryStr())); err != nil {
 		return nil, v1.Descriptor{}, &facts.Error{Code: facts.CodeNotAllowed, Image: image, Err: err}
 	}
-	d, err := c.pullers.For(ref.Context()).Get(ctx, ref)
+	d, err := authRetry(ctx, c, ref.Context(), func(ctx context.Context, p *remote.Puller) (*remote.Descriptor, error) {
+		return p.Get(ctx, ref)
+	})
 	if err != nil {
 		return nil, v1.Descriptor{}, wrap(image, "get manifest "+ref.Identifier(), err)
 	}
@@ -54,18 +58,24 @@ func (c *Client) Blob(ctx context.Context, image string, d name.Digest, max int6
 	if err := c.guard.CheckRegistry(canonicalRegistry(d.RegistryStr())); err != nil {
 		return nil, &facts.Error{Code: facts.CodeNotAllowed, Image: image, Err: err}
 	}
-	layer, err := c.pullers.For(d.Context()).Layer(withBodyLimit(ctx, max), d)
+	b, err := authRetry(ctx, c, d.Context(), func(ctx context.Context, p *remote.Puller) ([]byte, error) {
+		layer, err := p.Layer(withBodyLimit(ctx, max), d)
+		if err != nil {
+			return nil, wrap(image, "get blob "+d.DigestStr(), err)
+		}
+		rc, err := layer.Compressed()
+		if err != nil {
+			return nil, wrap(image, "get blob "+d.DigestStr(), err)
+		}
+		defer rc.Close()
+		b, err := io.ReadAll(io.LimitReader(rc, max+1))
+		if err != nil {
+			return nil, wrap(image, "read blob "+d.DigestStr(), err)
+		}
+		return b, nil
+	})
 	if err != nil {
-		return nil, wrap(image, "get blob "+d.DigestStr(), err)
-	}
-	rc, err := layer.Compressed()
-	if err != nil {
-		return nil, wrap(image, "get blob "+d.DigestStr(), err)
-	}
-	defer rc.Close()
-	b, err := io.ReadAll(io.LimitReader(rc, max+1))
-	if err != nil {
-		return nil, wrap(image, "read blob "+d.DigestStr(), err)
+		return nil, err
 	}
 	if int64(len(b)) > max {
 		return nil, facts.Errorf(facts.CodeInvalidContent, image, "blob %s is larger than the limit of %d bytes", d.DigestStr(), max)

@@ -14,6 +14,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"golang.org/x/sync/errgroup"
 
@@ -69,9 +70,16 @@ type Options struct {
 type Client struct {
 	guard   Guard
 	pullers *pullers
+	pings   *pingCache
 	bodies  *bodies
 	limits  Limits
 	jobs    int
+	// keychain decides whether a first contact may send its first GET
+	// before the ping (getManifest); pingRT and anonRT are the transports
+	// of that ping and that GET.
+	keychain authn.Keychain
+	pingRT   http.RoundTripper
+	anonRT   http.RoundTripper
 }
 
 // New builds a Client.
@@ -101,7 +109,12 @@ func New(o Options) (*Client, error) {
 	if kc == nil {
 		kc = authn.NewMultiKeychain() // resolves to anonymous
 	}
-	rt := &limitTransport{next: o.Guard.Transport(), limits: o.Limits, observer: o.Observer}
+	pings := newPingCache(&limitTransport{next: o.Guard.Transport(), limits: o.Limits, observer: o.Observer})
+	var rt http.RoundTripper = pings
+	anonRT, err := anonymousTransport(rt, o.UserAgent)
+	if err != nil {
+		return nil, fmt.Errorf("registry: %w", err)
+	}
 	opts := []remote.Option{
 		remote.WithTransport(rt),
 		remote.WithAuthFromKeychain(kc),
@@ -116,7 +129,10 @@ func New(o Options) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("registry: %w", err)
 	}
-	return &Client{guard: o.Guard, pullers: p, bodies: newBodies(), limits: o.Limits, jobs: o.Jobs}, nil
+	return &Client{
+		guard: o.Guard, pullers: p, pings: pings, bodies: newBodies(), limits: o.Limits, jobs: o.Jobs,
+		keychain: kc, pingRT: transport.NewUserAgent(rt, o.UserAgent), anonRT: anonRT,
+	}, nil
 }
 
 // Check reports, without any I/O, whether ref's registry may be contacted.
@@ -143,7 +159,9 @@ func (c *Client) Resolve(ctx context.Context, image string, tag name.Tag, known 
 		return v1.Descriptor{}, &facts.Error{Code: facts.CodeNotAllowed, Image: image, Err: err}
 	}
 	if known {
-		desc, err := c.pullers.For(tag.Context()).Head(ctx, tag)
+		desc, err := authRetry(ctx, c, tag.Context(), func(ctx context.Context, p *remote.Puller) (*v1.Descriptor, error) {
+			return p.Head(ctx, tag)
+		})
 		if err == nil {
 			return *desc, nil
 		}
@@ -152,7 +170,7 @@ func (c *Client) Resolve(ctx context.Context, image string, tag name.Tag, known 
 		}
 	}
 	var header string
-	d, err := c.pullers.For(tag.Context()).Get(withDigestHeader(ctx, &header), tag)
+	d, err := c.getManifest(withDigestHeader(ctx, &header), tag)
 	if err != nil {
 		return v1.Descriptor{}, wrap(image, "resolve tag "+tag.TagStr(), err)
 	}
@@ -226,7 +244,7 @@ func (c *Client) manifest(ctx context.Context, d name.Digest) (*remote.Descripto
 		}
 		return &remote.Descriptor{Manifest: b, Descriptor: v1.Descriptor{Digest: h, MediaType: mt, Size: int64(len(b))}}, nil
 	}
-	return c.pullers.For(d.Context()).Get(ctx, d)
+	return c.getManifest(ctx, d)
 }
 
 // platforms describes every image child of an index, skipping BuildKit's
@@ -262,7 +280,9 @@ func (c *Client) platforms(ctx context.Context, image string, repo name.Reposito
 		}
 		g.Go(func() error {
 			child := repo.Digest(m.Digest.String())
-			desc, err := c.pullers.For(repo).Get(gctx, child)
+			desc, err := authRetry(gctx, c, repo, func(ctx context.Context, p *remote.Puller) (*remote.Descriptor, error) {
+				return p.Get(ctx, child)
+			})
 			if err != nil {
 				return overDeclared(image, "get platform manifest "+m.Digest.String(), m.Size, err)
 			}
@@ -295,21 +315,27 @@ func (c *Client) imageConfig(ctx context.Context, image string, repo name.Reposi
 	if m.Config.Size > c.limits.ConfigBytes {
 		return nil, facts.Errorf(facts.CodeInvalidContent, image, "config %s is %d bytes, more than the limit of %d", m.Config.Digest, m.Config.Size, c.limits.ConfigBytes)
 	}
-	layer, err := c.pullers.For(repo).Layer(ctx, repo.Digest(m.Config.Digest.String()))
+	b, err := authRetry(ctx, c, repo, func(ctx context.Context, p *remote.Puller) ([]byte, error) {
+		layer, err := p.Layer(ctx, repo.Digest(m.Config.Digest.String()))
+		if err != nil {
+			return nil, wrap(image, "get config "+m.Config.Digest.String(), err)
+		}
+		rc, err := layer.Compressed() // verifies size and digest while reading
+		if err != nil {
+			return nil, overDeclared(image, "get config "+m.Config.Digest.String(), m.Config.Size, err)
+		}
+		defer rc.Close()
+		b, err := io.ReadAll(io.LimitReader(rc, c.limits.ConfigBytes+1))
+		if err == nil && int64(len(b)) > c.limits.ConfigBytes {
+			err = fmt.Errorf("config %s: %w (limit %d bytes)", m.Config.Digest, errTooLarge, c.limits.ConfigBytes)
+		}
+		if err != nil {
+			return nil, overDeclared(image, "read config "+m.Config.Digest.String(), m.Config.Size, err)
+		}
+		return b, nil
+	})
 	if err != nil {
-		return nil, wrap(image, "get config "+m.Config.Digest.String(), err)
-	}
-	rc, err := layer.Compressed() // verifies size and digest while reading
-	if err != nil {
-		return nil, overDeclared(image, "get config "+m.Config.Digest.String(), m.Config.Size, err)
-	}
-	defer rc.Close()
-	b, err := io.ReadAll(io.LimitReader(rc, c.limits.ConfigBytes+1))
-	if err == nil && int64(len(b)) > c.limits.ConfigBytes {
-		err = fmt.Errorf("config %s: %w (limit %d bytes)", m.Config.Digest, errTooLarge, c.limits.ConfigBytes)
-	}
-	if err != nil {
-		return nil, overDeclared(image, "read config "+m.Config.Digest.String(), m.Config.Size, err)
+		return nil, err
 	}
 	var cf v1.ConfigFile
 	if err := json.Unmarshal(b, &cf); err != nil {

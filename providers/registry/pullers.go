@@ -2,6 +2,7 @@ package registry
 
 import (
 	"sync"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
@@ -10,38 +11,44 @@ import (
 // DefaultMaxRepositories is Options.MaxRepositories' default.
 const DefaultMaxRepositories = 10000
 
-// pullers hands out the shared go-containerregistry Puller, and replaces it
-// after it has served maxRepos distinct repositories. A Puller keeps one
-// reader per repository (HTTP client, auth transport, token) for its whole
-// life, so a long-running server that sees ever new repositories would grow
-// without bound. A replaced Puller is dropped once the fetches using it end;
-// the next fetch from a repository it knew authenticates again (one ping or
-// token round trip, on cold lookups only: warm keys come from the caches).
+// maxRegistries bounds the registries pullers keeps a Puller for.
+const maxRegistries = 1024
+
+// pullers hands out go-containerregistry Pullers, one per registry, and
+// starts afresh once they have served maxRepos distinct repositories. A
+// Puller keeps one reader per repository (HTTP client, auth transport,
+// token) for its whole life, so a long-running server that sees ever new
+// repositories would grow without bound. A replaced Puller is dropped once
+// the fetches using it end; the next fetch from a repository it knew
+// authenticates again (a token round trip for bearer registries; the ping
+// is remembered, see pingCache).
+//
+// One Puller per registry lets a registry whose auth challenge changed
+// start afresh (renew) without the others losing their tokens.
 type pullers struct {
 	opts     []remote.Option
 	maxRepos int
+	now      func() time.Time
 
 	mu    sync.Mutex
-	cur   *remote.Puller
+	regs  map[string]*regPuller // by scheme://host
 	repos map[string]struct{}
 }
 
-func newPullers(maxRepos int, opts ...remote.Option) (*pullers, error) {
-	p := &pullers{opts: opts, maxRepos: maxRepos}
-	if err := p.renew(); err != nil {
-		return nil, err
-	}
-	return p, nil
+type regPuller struct {
+	p     *remote.Puller
+	since time.Time
 }
 
-func (p *pullers) renew() error {
-	cur, err := remote.NewPuller(p.opts...)
-	if err != nil {
-		return err
+func newPullers(maxRepos int, opts ...remote.Option) (*pullers, error) {
+	// NewPuller fails only on invalid options: find out now.
+	if _, err := remote.NewPuller(opts...); err != nil {
+		return nil, err
 	}
-	p.cur, p.repos = cur, make(map[string]struct{})
-	return nil
+	return &pullers{opts: opts, maxRepos: maxRepos, now: time.Now, regs: map[string]*regPuller{}, repos: map[string]struct{}{}}, nil
 }
+
+func registryKey(reg name.Registry) string { return reg.Scheme() + "://" + reg.RegistryStr() }
 
 // For returns the Puller to use for repo.
 func (p *pullers) For(repo name.Repository) *remote.Puller {
@@ -50,11 +57,39 @@ func (p *pullers) For(repo name.Repository) *remote.Puller {
 	defer p.mu.Unlock()
 	if _, ok := p.repos[key]; !ok {
 		if len(p.repos) >= p.maxRepos {
-			// NewPuller fails only on invalid options, which the first
-			// call already accepted; keep the old Puller if it ever does.
-			_ = p.renew()
+			clear(p.regs)
+			clear(p.repos)
 		}
 		p.repos[key] = struct{}{}
 	}
-	return p.cur
+	rk := registryKey(repo.Registry)
+	r, ok := p.regs[rk]
+	if !ok {
+		if len(p.regs) >= maxRegistries {
+			clear(p.regs)
+		}
+		r = p.newPuller()
+		p.regs[rk] = r
+	}
+	return r.p
+}
+
+// renew replaces reg's Puller if it was made before t (a failing operation
+// that started at t may have used it; one made since is already fresh).
+func (p *pullers) renew(reg name.Registry, t time.Time) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	rk := registryKey(reg)
+	if r, ok := p.regs[rk]; ok && r.since.Before(t) {
+		p.regs[rk] = p.newPuller()
+	}
+}
+
+func (p *pullers) newPuller() *regPuller {
+	pl, err := remote.NewPuller(p.opts...)
+	if err != nil {
+		// The options were accepted by newPullers.
+		panic("registry: " + err.Error())
+	}
+	return &regPuller{p: pl, since: p.now()}
 }

@@ -32,6 +32,7 @@ func (t *limitTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		t.observer.ObserveRegistryRequest(op, result, time.Since(start))
 	}
+	observeAuth(req, op, resp, err)
 	if err != nil {
 		return nil, err
 	}

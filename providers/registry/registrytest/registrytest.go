@@ -37,6 +37,8 @@ type Registry struct {
 	paths    map[string]int // by Kind + " " + path
 	user     string
 	pass     string
+	bearer   bool     // RequireToken
+	authz    []string // Kind and Authorization header of requests that carried one
 	fail     func(*http.Request) int
 	delay    time.Duration
 	delayFor func(*http.Request) bool
@@ -71,8 +73,23 @@ func (r *Registry) serve(inner http.Handler, w http.ResponseWriter, req *http.Re
 	r.counts[Kind(req)]++
 	r.paths[Kind(req)+" "+req.URL.Path]++
 	fail, delay, delayFor := r.fail, r.delay, r.delayFor
-	user, pass := r.user, r.pass
+	user, pass, bearer := r.user, r.pass, r.bearer
+	if h := req.Header.Get("Authorization"); h != "" {
+		r.authz = append(r.authz, Kind(req)+": "+h)
+	}
 	r.mu.Unlock()
+	if req.URL.Path == "/token" {
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprintf(w, `{"token":%q}`, registryToken)
+		return
+	}
+	if bearer && strings.HasPrefix(req.URL.Path, "/v2") && req.Header.Get("Authorization") != "Bearer "+registryToken {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="http://`+req.Host+`/token",service="registrytest"`)
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusUnauthorized)
+		fmt.Fprint(w, `{"errors":[{"code":"UNAUTHORIZED","message":"token required"}]}`)
+		return
+	}
 	if user != "" && strings.HasPrefix(req.URL.Path, "/v2") {
 		u, p, ok := req.BasicAuth()
 		if !ok || u != user || p != pass {
@@ -157,6 +174,27 @@ func (r *Registry) ResetCounts() {
 	defer r.mu.Unlock()
 	r.counts = map[string]int{}
 	r.paths = map[string]int{}
+}
+
+// registryToken is the bearer token RequireToken's token endpoint hands out.
+const registryToken = "registrytest-token"
+
+// RequireToken switches the registry to (or, false, back from) bearer
+// auth: /v2/ requests without the token answer 401 with a Bearer challenge
+// whose realm is GET /token on the registry itself, which hands the token
+// to anyone. A change of auth challenge, at run time.
+func (r *Registry) RequireToken(on bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.bearer = on
+}
+
+// Authorizations returns, for every request that carried an Authorization
+// header, its Kind and the header.
+func (r *Registry) Authorizations() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]string(nil), r.authz...)
 }
 
 // CountPath returns how many requests of kind (see Kind) were received

@@ -22,12 +22,13 @@ import (
 func authRetry[T any](ctx context.Context, c *Client, repo name.Repository, op func(context.Context, *remote.Puller) (T, error)) (T, error) {
 	st := &authState{}
 	start := time.Now()
-	v, err := op(context.WithValue(ctx, authStateKey{}, st), c.pullers.For(repo))
+	used := c.pullers.For(repo)
+	v, err := op(context.WithValue(ctx, authStateKey{}, st), used)
 	if err == nil || !st.suspect() || ctx.Err() != nil {
 		return v, err
 	}
 	c.pings.invalidate(repo.RegistryStr(), start)
-	c.pullers.renew(repo.Registry, start)
+	c.pullers.renew(repo.Registry, used)
 	return op(ctx, c.pullers.For(repo))
 }
 

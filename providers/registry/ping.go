@@ -164,7 +164,7 @@ func (c *pingCache) invalidate(host string, t time.Time) {
 // authState records, for one registry operation (through its context),
 // what says its failure may come from a changed auth challenge.
 type authState struct {
-	mu             sync.Mutex
+	mu         sync.Mutex
 	saw401     bool // the registry answered 401 to a /v2/<name>/ request
 	apiReached bool // a /v2/<name>/ request was sent: the handshake worked
 }

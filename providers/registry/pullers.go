@@ -2,7 +2,6 @@ package registry
 
 import (
 	"sync"
-	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
@@ -28,7 +27,6 @@ const maxRegistries = 1024
 type pullers struct {
 	opts     []remote.Option
 	maxRepos int
-	now      func() time.Time
 
 	mu    sync.Mutex
 	regs  map[string]*regPuller // by scheme://host
@@ -36,8 +34,7 @@ type pullers struct {
 }
 
 type regPuller struct {
-	p     *remote.Puller
-	since time.Time
+	p *remote.Puller
 }
 
 func newPullers(maxRepos int, opts ...remote.Option) (*pullers, error) {
@@ -45,7 +42,7 @@ func newPullers(maxRepos int, opts ...remote.Option) (*pullers, error) {
 	if _, err := remote.NewPuller(opts...); err != nil {
 		return nil, err
 	}
-	return &pullers{opts: opts, maxRepos: maxRepos, now: time.Now, regs: map[string]*regPuller{}, repos: map[string]struct{}{}}, nil
+	return &pullers{opts: opts, maxRepos: maxRepos, regs: map[string]*regPuller{}, repos: map[string]struct{}{}}, nil
 }
 
 func registryKey(reg name.Registry) string { return reg.Scheme() + "://" + reg.RegistryStr() }
@@ -74,13 +71,13 @@ func (p *pullers) For(repo name.Repository) *remote.Puller {
 	return r.p
 }
 
-// renew replaces reg's Puller if it was made before t (a failing operation
-// that started at t may have used it; one made since is already fresh).
-func (p *pullers) renew(reg name.Registry, t time.Time) {
+// renew replaces reg's Puller if it is still used, the one a failing
+// operation used (one made since is already fresh).
+func (p *pullers) renew(reg name.Registry, used *remote.Puller) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	rk := registryKey(reg)
-	if r, ok := p.regs[rk]; ok && r.since.Before(t) {
+	if r, ok := p.regs[rk]; ok && r.p == used {
 		p.regs[rk] = p.newPuller()
 	}
 }
@@ -91,5 +88,5 @@ func (p *pullers) newPuller() *regPuller {
 		// The options were accepted by newPullers.
 		panic("registry: " + err.Error())
 	}
-	return &regPuller{p: pl, since: p.now()}
+	return &regPuller{p: pl}
 }

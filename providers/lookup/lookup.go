@@ -259,6 +259,11 @@ func (s *Service) CachedBase(key string) (f, base *facts.Facts, ok bool) {
 // per digest, keyed by the base CachedBase returns: the value Facts
 // returns is made afresh on each call.
 func (s *Service) Facts(ctx context.Context, key string) (*facts.Facts, error) {
+	if f, _, ok := s.CachedBase(key); ok {
+		// Warm: no parse (a key is parsed again only on the way to the
+		// registry).
+		return f, nil
+	}
 	ref, err := s.parse(key)
 	if err != nil {
 		return nil, err

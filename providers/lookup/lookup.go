@@ -58,7 +58,7 @@ type Options struct {
 type Service struct {
 	o        Options
 	gen      string
-	tags     *lru[v1.Hash] // tag → the digest it pointed to
+	tags     *lru[tagEntry] // tag → the digest it pointed to
 	facts    *lru[*facts.Facts]
 	refs     *lru[keyState]
 	negative *lru[error]
@@ -96,7 +96,7 @@ func New(o Options) (*Service, error) {
 	return &Service{
 		o:        o,
 		gen:      strconv.FormatUint(o.Generation, 10) + "|",
-		tags:     newLRU[v1.Hash](o.MaxEntries, o.Now),
+		tags:     newLRU[tagEntry](o.MaxEntries, o.Now),
 		facts:    newLRU[*facts.Facts](o.MaxEntries, o.Now),
 		refs:     newLRU[keyState](o.MaxEntries, o.Now),
 		negative: newLRU[error](o.MaxEntries, o.Now),
@@ -226,7 +226,7 @@ func (s *Service) CachedBase(key string) (f, base *facts.Facts, ok bool) {
 	var buf [keyBuf]byte
 	var tag v1.Hash
 	if r.Tag != "" {
-		if tag, ok = s.tags.getBytes(s.appendTagKey(buf[:0], r)); !ok {
+		if tag, ok = s.freshTag(s.appendTagKey(buf[:0], r)); !ok {
 			return nil, nil, false
 		}
 	}
@@ -287,13 +287,20 @@ func (s *Service) Facts(ctx context.Context, key string) (*facts.Facts, error) {
 		}
 		ch := make(chan res, 1)
 		go func() {
-			d, err := s.resolve(ctx, ref)
+			d, err := s.resolve(ctx, ref, false)
 			ch <- res{d, err}
 		}()
 		f, ferr := s.describe(ctx, ref, digest)
 		r := <-ch
 		if ferr != nil {
 			return nil, ferr
+		}
+		if facts.CodeOf(r.err) == facts.CodeNotFound {
+			// The digest pins what runs and it exists; the tag is gone
+			// (deleted, or cleaned up by a retention policy). The facts
+			// stand, with no tagDigest: freshness cannot say whether the
+			// tag moved, and nothing else depends on the tag.
+			return compose(ref.Key, &ref.Facts, f, ""), nil
 		}
 		if r.err != nil {
 			return nil, r.err
@@ -302,7 +309,7 @@ func (s *Service) Facts(ctx context.Context, key string) (*facts.Facts, error) {
 	case ref.Digest != nil:
 		digest = ref.Facts.Digest
 	default:
-		d, err := s.resolve(ctx, ref)
+		d, err := s.resolve(ctx, ref, true)
 		if err != nil {
 			if ctx.Err() != nil {
 				// The budget ran out while the tag was resolving. That fetch
@@ -327,7 +334,7 @@ func (s *Service) Facts(ctx context.Context, key string) (*facts.Facts, error) {
 func (s *Service) warm(ctx context.Context, ref registry.Ref) {
 	bg, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*s.o.FetchTimeout)
 	defer cancel()
-	d, err := s.resolve(bg, ref)
+	d, err := s.resolve(bg, ref, true)
 	if err != nil {
 		return
 	}
@@ -364,7 +371,7 @@ func (s *Service) Digest(ctx context.Context, key string) (Pinned, error) {
 		return p, nil
 	}
 	var buf [keyBuf]byte
-	if d, ok := s.tags.getBytes(s.appendTagKey(buf[:0], r)); ok {
+	if d, ok := s.freshTag(s.appendTagKey(buf[:0], r)); ok {
 		s.o.Observer.ObserveCache("tag", true)
 		p.Digest = d.String()
 		return p, nil
@@ -373,7 +380,9 @@ func (s *Service) Digest(ctx context.Context, key string) (Pinned, error) {
 	if err != nil {
 		return Pinned{}, err
 	}
-	d, err := s.resolve(ctx, full)
+	// Only the digest is needed, not the manifest: HEAD, which Docker Hub
+	// does not count as a pull, even on first sight of the tag.
+	d, err := s.resolve(ctx, full, false)
 	if err != nil {
 		return Pinned{}, err
 	}
@@ -401,27 +410,33 @@ func hashString(h v1.Hash, pinned string) string {
 	return h.String()
 }
 
-// resolve returns the tag's current descriptor, from the tag cache when fresh.
+// resolve returns the tag's current digest, from the tag cache when fresh.
+// body says whether the manifest is wanted next (a describe of the digest).
 //
-// A tag seen before (its "known" marker, see tagKnownFor) is checked with a
-// manifest HEAD, which Docker Hub does not count as a pull; on first sight
-// the registry client GETs the tag instead (digest and body in one round
-// trip, the body then serves the describe). A key that pins a digest too
-// needs only the tag's digest: HEAD.
-func (s *Service) resolve(ctx context.Context, ref registry.Ref) (v1.Hash, error) {
+// A tag seen before (its entry is still in the tag cache, fresh or not, see
+// tagKnownFor) is checked with a manifest HEAD, which Docker Hub does not
+// count as a pull; so is a tag whose manifest is not wanted (repo:tag@digest
+// keys, the digest provider). Otherwise, on first sight, the registry client
+// GETs the tag: digest and body in one round trip, the body then serves the
+// describe.
+func (s *Service) resolve(ctx context.Context, ref registry.Ref, body bool) (v1.Hash, error) {
 	if d, ok := s.cachedTag(ref); ok {
 		return d, nil
 	}
 	key := s.tagKey(ref)
-	cached := func() (any, bool) { return s.tags.get(key) }
+	cached := func() (any, bool) {
+		if d, ok := s.freshTag([]byte(key)); ok {
+			return d, true
+		}
+		return nil, false
+	}
 	v, err := s.flight(ctx, key, ref.Key, cached, func(fctx context.Context) (any, error) {
-		_, known := s.tags.get(key + tagKnownSuffix)
-		d, err := s.o.Registry.Resolve(fctx, ref.Key, *ref.Tag, known || ref.Digest != nil)
+		_, known := s.tags.get(key)
+		d, err := s.o.Registry.Resolve(fctx, ref.Key, *ref.Tag, known || !body)
 		if err != nil {
 			return nil, err
 		}
-		s.tags.add(key, d.Digest, s.o.TagTTL)
-		s.tags.add(key+tagKnownSuffix, d.Digest, tagKnownFor)
+		s.tags.add(key, tagEntry{digest: d.Digest, fresh: s.o.Now().Add(s.o.TagTTL).UnixNano()}, max(s.o.TagTTL, tagKnownFor))
 		return d.Digest, nil
 	})
 	if err != nil {
@@ -430,14 +445,26 @@ func (s *Service) resolve(ctx context.Context, ref registry.Ref) (v1.Hash, error
 	return v.(v1.Hash), nil
 }
 
-// A tag resolved within tagKnownFor is "known": the tag cache holds, beside
-// the tag's entry (fresh for TagTTL), a marker under the tag key plus
-// tagKnownSuffix that outlives it. Markers share the tag cache's bound
-// (MaxEntries); an evicted or expired marker costs one GET of the tag.
-const (
-	tagKnownSuffix = "|known"
-	tagKnownFor    = 24 * time.Hour
-)
+// tagEntry is what the tag cache keeps per tag: the digest it pointed to,
+// served without asking the registry until fresh (TagTTL after it was
+// resolved). The entry itself lives tagKnownFor: while it is there the tag
+// is "known" and re-checked with a HEAD. One entry per tag, under the
+// cache's MaxEntries bound; an evicted entry costs one GET of the tag.
+type tagEntry struct {
+	digest v1.Hash
+	fresh  int64 // UnixNano
+}
+
+const tagKnownFor = 24 * time.Hour
+
+// freshTag returns the digest the tag cache holds for key while fresh.
+func (s *Service) freshTag(key []byte) (v1.Hash, bool) {
+	e, ok := s.tags.getBytes(key)
+	if !ok || s.o.Now().UnixNano() >= e.fresh {
+		return v1.Hash{}, false
+	}
+	return e.digest, true
+}
 
 func (s *Service) tagKey(ref registry.Ref) string {
 	var buf [keyBuf]byte
@@ -459,7 +486,7 @@ func (s *Service) appendTagKey(b []byte, r *facts.Reference) []byte {
 // cachedTag returns the tag's descriptor when the tag cache holds it.
 func (s *Service) cachedTag(ref registry.Ref) (v1.Hash, bool) {
 	var buf [keyBuf]byte
-	d, ok := s.tags.getBytes(s.appendTagKey(buf[:0], &ref.Facts))
+	d, ok := s.freshTag(s.appendTagKey(buf[:0], &ref.Facts))
 	s.o.Observer.ObserveCache("tag", ok)
 	return d, ok
 }

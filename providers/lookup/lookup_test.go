@@ -326,6 +326,39 @@ func TestTagMove(t *testing.T) {
 	}
 }
 
+// TestTagDigestTagGone: repo:tag@digest whose tag is not (or no longer) in
+// the registry. The digest pins what runs and exists, so the key's facts
+// stand, without tagDigest; a tag that could not be looked up (429) is still
+// "could not look"; a pinned digest that does not exist is not found.
+func TestTagDigestTagGone(t *testing.T) {
+	reg := registrytest.New(t)
+	pinned := reg.PushImage(t, "team/app", "v1", registrytest.Image{Created: created})
+	s := newService(t, reg, Options{})
+	key := reg.Host + "/team/app:deleted@" + pinned.String()
+	f, err := s.Facts(t.Context(), key)
+	if err != nil {
+		t.Fatalf("Facts(%q): %v, want the pinned digest's facts", key, err)
+	}
+	if f.Digest != pinned.String() || f.TagDigest != "" || f.Reference.Tag != "deleted" || f.Config == nil {
+		t.Errorf("Facts(%q) = digest %s tagDigest %q tag %q config %v, want the pinned digest, no tagDigest", key, f.Digest, f.TagDigest, f.Reference.Tag, f.Config)
+	}
+
+	reg.Fail(func(r *http.Request) int {
+		if strings.HasSuffix(r.URL.Path, "/manifests/throttled") {
+			return http.StatusTooManyRequests
+		}
+		return 0
+	})
+	defer reg.Fail(nil)
+	throttled := reg.Host + "/team/app:throttled@" + pinned.String()
+	_, err = s.Facts(t.Context(), throttled)
+	checkCode(t, "Facts("+throttled+")", err, facts.CodeUnavailable)
+
+	missing := reg.Host + "/team/app:v1@sha256:" + strings.Repeat("0", 64)
+	_, err = s.Facts(t.Context(), missing)
+	checkCode(t, "Facts("+missing+")", err, facts.CodeNotFound)
+}
+
 func TestTagDigest(t *testing.T) {
 	reg := registrytest.New(t)
 	pinned := reg.PushImage(t, "team/app", "v1", registrytest.Image{Created: created, Labels: map[string]string{"v": "1"}})
@@ -724,10 +757,12 @@ func TestDigest(t *testing.T) {
 			wantCounts: map[string]int{},
 		},
 		{
-			desc: "tag key, first sight: one GET", key: reg.Host + "/team/app:v1",
+			// The digest provider needs no manifest: a HEAD even on first
+			// sight (Docker Hub counts GETs of manifests as pulls).
+			desc: "tag key, first sight: one HEAD", key: reg.Host + "/team/app:v1",
 			want:    Pinned{Name: reg.Host + "/team/app", Tag: "v1", Digest: dig.String()},
 			wantTag: reg.Host + "/team/app:v1@" + dig.String(), wantNoTag: reg.Host + "/team/app@" + dig.String(),
-			wantCounts: map[string]int{"GET manifests": 1},
+			wantCounts: map[string]int{"HEAD manifests": 1, "GET manifests": 0},
 		},
 		{
 			desc: "tag key again: cached", key: reg.Host + "/team/app:v1",
@@ -753,7 +788,7 @@ func TestDigest(t *testing.T) {
 			wantTag: "docker.io/library/nginx@" + hub, wantNoTag: "docker.io/library/nginx@" + hub,
 			wantCounts: map[string]int{},
 		},
-		{desc: "missing tag", key: reg.Host + "/team/app:nope", wantCode: facts.CodeNotFound, wantCounts: map[string]int{"GET manifests": 1}},
+		{desc: "missing tag", key: reg.Host + "/team/app:nope", wantCode: facts.CodeNotFound, wantCounts: map[string]int{"HEAD manifests": 1, "GET manifests": 0}},
 		{desc: "registry not allowed", key: "ghcr.io/acme/app:1", wantCode: facts.CodeNotAllowed, wantCounts: map[string]int{}},
 	} {
 		t.Run(tc.desc, func(t *testing.T) {

@@ -71,8 +71,12 @@ func newLookup(cfg *config.Config, m *Metrics, generation uint64) (*lookup.Servi
 			Children:      cfg.Limits.Children,
 		},
 		UserAgent: "imagegate/" + Version,
-		// Per-repository connection and auth state is bounded like the caches.
-		MaxRepositories: cfg.Cache.MaxEntries,
+		// Per-repository connection and auth state (~0.5 KB per repository)
+		// is kept for the repositories in use, not for every cached digest:
+		// past the bound it starts afresh, and the next cold lookup in an
+		// older repository authenticates again (one token round trip for
+		// bearer registries; warm lookups never touch it).
+		MaxRepositories: min(cfg.Cache.MaxEntries, registry.DefaultMaxRepositories),
 	}
 	sv, err := signature.New(signature.Options{
 		Keys:         cfg.Trust.Keys,

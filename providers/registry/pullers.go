@@ -8,7 +8,7 @@ import (
 )
 
 // DefaultMaxRepositories is Options.MaxRepositories' default.
-const DefaultMaxRepositories = 10000
+const DefaultMaxRepositories = 1024
 
 // maxRegistries bounds the registries pullers keeps a Puller for.
 const maxRegistries = 1024

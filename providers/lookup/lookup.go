@@ -474,13 +474,19 @@ func (s *Service) tagKey(ref registry.Ref) string {
 // appendTagKey appends the tag cache key of r, which names a tag:
 // generation, registry (Docker Hub as docker.io), repository and tag.
 func (s *Service) appendTagKey(b []byte, r *facts.Reference) []byte {
+	return s.appendKey(b, "tag|", r, ':', r.Tag)
+}
+
+// appendKey appends a cache key: generation, kind, registry/repository, sep
+// and last (the tag or the digest).
+func (s *Service) appendKey(b []byte, kind string, r *facts.Reference, sep byte, last string) []byte {
 	b = append(b, s.gen...)
-	b = append(b, "tag|"...)
+	b = append(b, kind...)
 	b = append(b, r.Registry...)
 	b = append(b, '/')
 	b = append(b, r.Repository...)
-	b = append(b, ':')
-	return append(b, r.Tag...)
+	b = append(b, sep)
+	return append(b, last...)
 }
 
 // cachedTag returns the tag's descriptor when the tag cache holds it.
@@ -493,13 +499,7 @@ func (s *Service) cachedTag(ref registry.Ref) (v1.Hash, bool) {
 
 // appendFactsKey appends the facts cache key of r's repository and digest.
 func (s *Service) appendFactsKey(b []byte, r *facts.Reference, digest string) []byte {
-	b = append(b, s.gen...)
-	b = append(b, "facts|"...)
-	b = append(b, r.Registry...)
-	b = append(b, '/')
-	b = append(b, r.Repository...)
-	b = append(b, '@')
-	return append(b, digest...)
+	return s.appendKey(b, "facts|", r, '@', digest)
 }
 
 // appendHash appends h as its string form, algorithm:hex.

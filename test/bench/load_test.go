@@ -163,21 +163,26 @@ func TestLoad(t *testing.T) {
 	// ImageReviews with the bundled policy and the signature rule.
 	fmt.Fprintf(report, "\n### ImageReviews, bundled policy with the signature rule, warm facts (namespace prod; every image admitted)\n\n")
 	fmt.Fprintf(report, "| containers | saturation reviews/s (workers, server CPU) | reviews per server CPU-second | p50 / p99 ms at 50 %% (achieved req/s) |\n|---|---|---|---|\n")
-	for _, n := range []int{1, 5} {
-		body := filepath.Join(e.work, fmt.Sprintf("review-%d.json", n))
-		write(t, body, imageReview(im.Keys[:n]))
-		var sat result
-		for _, w := range e.workers {
-			r := e.load(ig, "imagereview", ig.base+"/v1/imagereview", body, n, w, 0, `"allowed":true`, "")
-			all = append(all, r)
-			if r.RPS > sat.RPS {
-				sat = r
+	// reviewRows sweeps the workers for reviews of 1 and 5 containers and
+	// writes one table row each: saturation, then latency at half of it.
+	reviewRows := func(p *proc, workload string) {
+		for _, n := range []int{1, 5} {
+			body := filepath.Join(e.work, fmt.Sprintf("review-%d.json", n))
+			write(t, body, imageReview(im.Keys[:n]))
+			var sat result
+			for _, w := range e.workers {
+				r := e.load(p, workload, p.base+"/v1/imagereview", body, n, w, 0, `"allowed":true`, "")
+				all = append(all, r)
+				if r.RPS > sat.RPS {
+					sat = r
+				}
 			}
+			h := e.load(p, workload, p.base+"/v1/imagereview", body, n, 4, sat.RPS/2, `"allowed":true`, "")
+			all = append(all, h)
+			fmt.Fprintf(report, "| %d | %.0f (%d, %.2f) | %.0f | %.2f / %.2f (%.0f) |\n", n, sat.RPS, sat.Workers, sat.ServerCPU, sat.RPS/sat.ServerCPU, h.P50Ms, h.P99Ms, h.RPS)
 		}
-		h := e.load(ig, "imagereview", ig.base+"/v1/imagereview", body, n, 4, sat.RPS/2, `"allowed":true`, "")
-		all = append(all, h)
-		fmt.Fprintf(report, "| %d | %.0f (%d, %.2f) | %.0f | %.2f / %.2f (%.0f) |\n", n, sat.RPS, sat.Workers, sat.ServerCPU, sat.RPS/sat.ServerCPU, h.P50Ms, h.P99Ms, h.RPS)
 	}
+	reviewRows(ig, "imagereview")
 
 	// The floor under the ImageReview figures: the same server and requests
 	// with a policy that admits without evaluating anything (TLS, HTTP, JSON
@@ -201,20 +206,7 @@ func TestLoad(t *testing.T) {
 	tg := e.start("imagegate-trivial", "https://"+tcfg.Listen, filepath.Join(e.bin, "imagegate"), "serve", "--config", tcfgFile)
 	fmt.Fprintf(report, "\n### ImageReviews, the floor: a policy that admits without evaluating anything (`decision := {\"allowed\": true, …}`), same server and requests\n\n")
 	fmt.Fprintf(report, "| containers | saturation reviews/s (workers, server CPU) | reviews per server CPU-second | p50 / p99 ms at 50 %% (achieved req/s) |\n|---|---|---|---|\n")
-	for _, n := range []int{1, 5} {
-		body := filepath.Join(e.work, fmt.Sprintf("review-%d.json", n))
-		var sat result
-		for _, w := range e.workers {
-			r := e.load(tg, "imagereview-trivial", tg.base+"/v1/imagereview", body, n, w, 0, `"allowed":true`, "")
-			all = append(all, r)
-			if r.RPS > sat.RPS {
-				sat = r
-			}
-		}
-		h := e.load(tg, "imagereview-trivial", tg.base+"/v1/imagereview", body, n, 4, sat.RPS/2, `"allowed":true`, "")
-		all = append(all, h)
-		fmt.Fprintf(report, "| %d | %.0f (%d, %.2f) | %.0f | %.2f / %.2f (%.0f) |\n", n, sat.RPS, sat.Workers, sat.ServerCPU, sat.RPS/sat.ServerCPU, h.P50Ms, h.P99Ms, h.RPS)
-	}
+	reviewRows(tg, "imagereview-trivial")
 
 	fmt.Fprintf(report, "\nRegistry requests during the load runs (all warm): %d. RSS at the end: imagegate %s, baseline %s. loadavg at the end: %s\n",
 		im.Reg.Total(), igRSS, vmRSS(bl.cmd.Process.Pid), readFile("/proc/loadavg"))

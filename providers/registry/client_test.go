@@ -4,9 +4,6 @@ import (
 	"encoding/base64"
 	"fmt"
 	"net/http"
-	"net/http/httptest"
-	"net/http/httputil"
-	"net/url"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -844,9 +841,7 @@ func TestResolveFallsBackToGet(t *testing.T) {
 		{desc: "no content type", strip: "Content-Type", wantHeads: 1, wantGets: 1},
 	} {
 		t.Run(tc.desc, func(t *testing.T) {
-			target, _ := url.Parse(reg.Server.URL)
-			proxy := httputil.NewSingleHostReverseProxy(target)
-			proxy.ModifyResponse = func(resp *http.Response) error {
+			host, c := proxiedClient(t, reg, func(resp *http.Response) error {
 				if tc.strip != "" && resp.Request.Method == http.MethodHead && strings.Contains(resp.Request.URL.Path, "/manifests/") {
 					resp.Header.Del(tc.strip)
 					if tc.strip == "Content-Type" {
@@ -854,11 +849,7 @@ func TestResolveFallsBackToGet(t *testing.T) {
 					}
 				}
 				return nil
-			}
-			srv := httptest.NewServer(proxy)
-			t.Cleanup(srv.Close)
-			host := strings.TrimPrefix(srv.URL, "http://")
-			c := newClient(t, host, registry.Options{})
+			})
 			key := host + "/team/app:v1"
 			ref := mustParse(t, key, func(string) bool { return true })
 			reg.ResetCounts()

@@ -4,9 +4,6 @@ import (
 	"bytes"
 	"io"
 	"net/http"
-	"net/http/httptest"
-	"net/http/httputil"
-	"net/url"
 	"strconv"
 	"strings"
 	"testing"
@@ -46,18 +43,12 @@ func TestResolveRefusesDigestMismatch(t *testing.T) {
 		}},
 	} {
 		t.Run(tc.desc, func(t *testing.T) {
-			target, _ := url.Parse(reg.Server.URL)
-			proxy := httputil.NewSingleHostReverseProxy(target)
-			proxy.ModifyResponse = func(resp *http.Response) error {
+			host, c := proxiedClient(t, reg, func(resp *http.Response) error {
 				if resp.Request.Method == http.MethodGet && strings.HasSuffix(resp.Request.URL.Path, "/manifests/v1") {
 					return tc.modify(resp)
 				}
 				return nil
-			}
-			srv := httptest.NewServer(proxy)
-			t.Cleanup(srv.Close)
-			host := strings.TrimPrefix(srv.URL, "http://")
-			c := newClient(t, host, registry.Options{})
+			})
 			key := host + "/team/app:v1"
 			ref := mustParse(t, key, func(string) bool { return true })
 			reg.ResetCounts()

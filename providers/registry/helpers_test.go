@@ -4,6 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"strings"
 	"testing"
 	"time"
 
@@ -13,6 +18,7 @@ import (
 	"github.com/imagegate/imagegate/providers/facts"
 	"github.com/imagegate/imagegate/providers/guard"
 	"github.com/imagegate/imagegate/providers/registry"
+	"github.com/imagegate/imagegate/providers/registry/registrytest"
 )
 
 // fastRetry keeps retried failures quick: two attempts, 1ms apart.
@@ -108,4 +114,17 @@ func js(v any) string {
 		return err.Error()
 	}
 	return string(b)
+}
+
+// proxiedClient puts a reverse proxy in front of reg whose modify rewrites
+// the registry's answers, and returns the proxy's host with a client for it.
+func proxiedClient(t testing.TB, reg *registrytest.Registry, modify func(*http.Response) error) (string, *registry.Client) {
+	t.Helper()
+	target, _ := url.Parse(reg.Server.URL)
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	proxy.ModifyResponse = modify
+	srv := httptest.NewServer(proxy)
+	t.Cleanup(srv.Close)
+	host := strings.TrimPrefix(srv.URL, "http://")
+	return host, newClient(t, host, registry.Options{})
 }

@@ -51,6 +51,19 @@ violations(image, facts, params) := msgs if {
 	msgs := _violations(image, facts, p)
 }
 
+# problems(params) is the set of what is wrong with params: empty when the
+# parameters are valid.
+problems(params) := _problems(_params(params))
+
+# prepare(params) is the form of params checked takes.
+prepare(params) := _params(params)
+
+# checked(image, facts, prepared) is violations(image, facts, params) for
+# prepared := prepare(params) of parameters problems accepts: it skips the
+# parameter checks, which a caller evaluating many images makes once (the
+# bundled ImageReview policy).
+checked(image, facts, prepared) := _checked(image, facts, prepared)
+
 _params(params) := params if {
 	is_object(params)
 } else := {}
@@ -76,7 +89,9 @@ _violations(image, facts, p) := {sprintf("age: image %q cannot be checked: %s; f
 	some problem in _problems(p)
 } if {
 	count(_problems(p)) > 0
-} else := {sprintf("age: image %q has no facts, so its age cannot be checked", [image])} if {
+} else := _checked(image, facts, p)
+
+_checked(image, facts, p) := {sprintf("age: image %q has no facts, so its age cannot be checked", [image])} if {
 	not is_object(facts)
 } else := {sprintf("age: image %q has no image config to read its creation time from; use an image built for a platform", [image])} if {
 	count(_configs(facts)) == 0

@@ -30,6 +30,22 @@ violations(image, facts, params) := msgs if {
 	msgs := _violations(image, ref, facts, _params(params))
 }
 
+# problems(params) is the set of what is wrong with params: empty when the
+# parameters are valid.
+problems(params) := {sprintf("enabled must be true or false, not %s", [_show(p.enabled)])} if {
+	p := _params(params)
+	not is_boolean(object.get(p, "enabled", true))
+} else := set()
+
+# prepare(params) is the form of params checked takes.
+prepare(params) := _params(params)
+
+# checked(image, facts, prepared) is violations(image, facts, params) for
+# prepared := prepare(params) of parameters problems accepts: it skips the
+# parameter checks, which a caller evaluating many images makes once (the
+# bundled ImageReview policy).
+checked(image, facts, prepared) := _violations(image, reference.parse(image), facts, prepared)
+
 _params(params) := params if {
 	is_object(params)
 } else := {}

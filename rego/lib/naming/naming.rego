@@ -42,6 +42,22 @@ violations(image, _, params) := msgs if {
 	msgs := (_reference_violations(image, ref) | _param_violations(image, p)) | _name_violations(image, ref, p)
 }
 
+# problems(params) is the set of what is wrong with params: empty when the
+# parameters are valid.
+problems(params) := _param_problems(_params(params))
+
+# prepare(params) is the form of params checked takes.
+prepare(params) := _params(params)
+
+# checked(image, facts, prepared) is violations(image, facts, params) for
+# prepared := prepare(params) of parameters problems accepts: it skips the
+# parameter checks, which a caller evaluating many images makes once (the
+# bundled ImageReview policy).
+checked(image, _, prepared) := msgs if {
+	ref := reference.parse(image)
+	msgs := _reference_violations(image, ref) | _name_checks(image, ref, prepared)
+}
+
 _params(params) := params if {
 	is_object(params)
 } else := {}
@@ -84,6 +100,10 @@ _name_violations(image, ref, p) := set() if {
 	not ref.valid
 } else := set() if {
 	count(_param_problems(p)) > 0
+} else := _name_checks(image, ref, p)
+
+_name_checks(image, ref, p) := set() if {
+	not ref.valid
 } else := {sprintf("naming: image %q (%s) matches none of allowedRepositories %v; use an image from an allowed repository or add a pattern for it", [image, name, allowed]) |
 	name := reference.name(ref)
 	allowed := _list(p, "allowedRepositories")

@@ -40,6 +40,27 @@ violations(image, _, params) := msgs if {
 	msgs := _violations(image, ref, p)
 }
 
+# problems(params) is the set of what is wrong with params: empty when the
+# parameters are valid.
+problems(params) := _problems(_params(params))
+
+# prepare(params) is params with every default filled in, the form checked
+# takes.
+prepare(params) := {
+	"allowLatest": _flag(p, "allowLatest"),
+	"requireDigest": _flag(p, "requireDigest"),
+	"allowUntagged": _flag(p, "allowUntagged"),
+	"tagPattern": object.get(p, "tagPattern", null),
+} if {
+	p := _params(params)
+}
+
+# checked(image, facts, prepared) is violations(image, facts, params) for
+# prepared := prepare(params) of parameters problems accepts: it skips the
+# parameter checks, which a caller evaluating many images makes once (the
+# bundled ImageReview policy).
+checked(image, _, prepared) := _checked(image, reference.parse(image), prepared)
+
 _params(params) := params if {
 	is_object(params)
 } else := {}
@@ -70,23 +91,27 @@ _violations(image, ref, p) := {sprintf("pinning: image %q is not a valid image r
 	some problem in _problems(p)
 } if {
 	count(_problems(p)) > 0
+} else := _checked(image, ref, prepare(p))
+
+_checked(image, ref, p) := {sprintf("pinning: image %q is not a valid image reference: %s; fix the image name", [image, ref.error])} if {
+	not ref.valid
 } else := ((_latest(image, ref, p) | _digest(image, ref, p)) | _untagged(image, ref, p)) | _tag_pattern(image, ref, p)
 
 _latest(image, ref, p) := {sprintf("pinning: image %q has neither a tag nor a digest, so it means the \"latest\" tag; pin a version tag and a digest", [image])} if {
-	not _flag(p, "allowLatest")
+	not p.allowLatest
 	ref.implicitTag
 } else := {sprintf("pinning: image %q uses the \"latest\" tag; pin a version tag and a digest", [image])} if {
-	not _flag(p, "allowLatest")
+	not p.allowLatest
 	ref.tag == "latest"
 } else := set()
 
 _digest(image, ref, p) := {sprintf("pinning: image %q is not pinned to a digest, and a tag can move between admission and pull; pin it as repo:tag@sha256:…", [image])} if {
-	_flag(p, "requireDigest")
+	p.requireDigest
 	ref.digest == ""
 } else := set()
 
 _untagged(image, ref, p) := {sprintf("pinning: image %q is pinned to a digest but names no tag; write it as repo:tag@digest so the version is visible and freshness can be checked", [image])} if {
-	not _flag(p, "allowUntagged")
+	not p.allowUntagged
 	ref.digest != ""
 	ref.tag == ""
 } else := set()

@@ -45,6 +45,19 @@ violations(image, _, params) := msgs if {
 	msgs := _violations(image, ref, p)
 }
 
+# problems(params) is the set of what is wrong with params: empty when the
+# parameters are valid.
+problems(params) := _problems(_params(params))
+
+# prepare(params) is the form of params checked takes.
+prepare(params) := _params(params)
+
+# checked(image, facts, prepared) is violations(image, facts, params) for
+# prepared := prepare(params) of parameters problems accepts: it skips the
+# parameter checks, which a caller evaluating many images makes once (the
+# bundled ImageReview policy).
+checked(image, _, prepared) := _checked(image, reference.parse(image), prepared)
+
 _params(params) := params if {
 	is_object(params)
 } else := {}
@@ -75,6 +88,10 @@ _violations(image, ref, p) := {sprintf("registry: image %q is not a valid image 
 	some problem in _problems(p)
 } if {
 	count(_problems(p)) > 0
+} else := _checked(image, ref, p)
+
+_checked(image, ref, p) := {sprintf("registry: image %q is not a valid image reference: %s; fix the image name", [image, ref.error])} if {
+	not ref.valid
 } else := set() if {
 	_allowed(ref, p)
 } else := {sprintf("registry: image %q is from %q, which is not allowed (allowedRegistries %v, allowedRepositoryPrefixes %v); use an image from an allowed registry, or allow %q", [image, reference.name(ref), _list(p, "allowedRegistries"), _list(p, "allowedRepositoryPrefixes"), ref.registry])}

@@ -57,6 +57,22 @@ violations(image, facts, params) := msgs if {
 	msgs := _violations(image, facts, p)
 }
 
+# problems(params) is the set of what is wrong with params: empty when the
+# parameters are valid.
+problems(params) := _problems(_params(params))
+
+# prepare(params) is params with every default filled in, the form checked
+# takes.
+prepare(params) := object.union(p, {"count": _count(p), "scope": _scope(p)}) if {
+	p := _params(params)
+}
+
+# checked(image, facts, prepared) is violations(image, facts, params) for
+# prepared := prepare(params) of parameters problems accepts: it skips the
+# parameter checks, which a caller evaluating many images makes once (the
+# bundled ImageReview policy).
+checked(image, facts, prepared) := _checked(image, facts, prepared)
+
 _params(params) := params if {
 	is_object(params)
 } else := {}
@@ -93,16 +109,18 @@ _violations(image, facts, p) := {sprintf("signature: image %q cannot be checked:
 	some problem in _problems(p)
 } if {
 	count(_problems(p)) > 0
-} else := {sprintf("signature: image %q has no facts, so its signatures cannot be checked", [image])} if {
+} else := _checked(image, facts, prepare(p))
+
+_checked(image, facts, p) := {sprintf("signature: image %q has no facts, so its signatures cannot be checked", [image])} if {
 	not is_object(facts)
 } else := {_message(image, subject, p) | some subject in _failing(facts, p)}
 
 # _failing are the subjects (index or platforms) whose signatures fall short,
 # as the scope decides.
 _failing(facts, p) := [s | some s in [_index(facts)]; _short(s, p)] if {
-	_scope(p) == "index"
+	p.scope == "index"
 } else := [s | some s in _targets(facts); _short(s, p)] if {
-	_scope(p) == "platforms"
+	p.scope == "platforms"
 } else := [] if {
 	not _short(_index(facts), p)
 } else := [] if {
@@ -119,13 +137,13 @@ _targets(facts) := _platforms(facts) if {
 # One required signer (the default) is satisfied by any matching entry; the
 # distinct count (a maximum matching) is only needed for count > 1.
 _short(subject, p) if {
-	_count(p) == 1
+	p.count == 1
 	not signer.any_match(p.signers, subject.entries)
 }
 
 _short(subject, p) if {
-	_count(p) != 1
-	signer.count_distinct(p.signers, subject.entries) < _count(p)
+	p.count != 1
+	signer.count_distinct(p.signers, subject.entries) < p.count
 }
 
 _index(facts) := {

@@ -296,12 +296,17 @@ func load(dir string, v0 bool) (map[string]*ast.Module, map[string]any, string, 
 	return mods, docs, fp, c, nil
 }
 
-// prepare compiles the decision query against compiler (the policy load
-// just compiled) and the store, and makes it the one Decide evaluates. The
+// prepare folds compiler's constant rules (constants.go), compiles the
+// decision query against the result (the policy load just compiled) and the
+// store, and makes it the one Decide evaluates. The
 // query is evaluated directly rather than through sdk.Decision: the SDK
 // caches the first call's prepared query together with that call's
 // evaluated-rule tracker, which every later, concurrent call then writes to.
 func (e *Engine) prepare(ctx context.Context, compiler *ast.Compiler) error {
+	compiler, _, err := foldConstants(ctx, compiler, e.store)
+	if err != nil {
+		return err
+	}
 	pq, err := oparego.New(
 		oparego.Query(e.o.Query),
 		oparego.Compiler(compiler),

@@ -78,19 +78,61 @@ registry_defaults(p) := object.union({"allowedRegistries": registries}, p) if {
 	not "allowedRepositoryPrefixes" in object.keys(p)
 } else := p
 
-namespace_rules := entry.rules if {
-	some entry in object.get(params, "namespaces", [])
-	some pattern in entry.names
-	glob.match(pattern, [], namespace)
-} else := {}
+# The plan of a namespace: the parameters of each rule that runs there (the
+# defaults, then the namespace entry's, merged rule by rule), split by
+# whether the rule needs facts and whether its parameters are valid. Plans
+# depend on data only, never on input: they are marked constant, so the
+# engine computes them once per policy load rather than once per review
+# (opa test evaluates them as any rule). Rules with valid parameters are
+# evaluated without checking the parameters again for every image; rules
+# with invalid ones report the problems for every image.
+#
+# METADATA
+# description: the plan of namespaces no namespace entry matches
+# custom:
+#   constant: true
+default_plan := _plan({})
+
+# METADATA
+# description: the plan of each namespace entry, in order
+# custom:
+#   constant: true
+entry_plans := [_plan(object.get(entry, "rules", {})) | some entry in object.get(params, "namespaces", [])]
+
+_plan(namespace_rules) := {
+	"rules": all,
+	"checks": {name: rule_prepare(name, p) | some name, p in all; not name in fact_rules; _valid(name, p)},
+	"fact_checks": {name: rule_prepare(name, p) | some name, p in all; name in fact_rules; _valid(name, p)},
+	"invalid": {name: p | some name, p in all; not name in fact_rules; not _valid(name, p)},
+	"invalid_fact": {name: p | some name, p in all; name in fact_rules; not _valid(name, p)},
+	"needs_facts": count({name | some name, _ in all; name in fact_rules}) > 0,
+} if {
+	all := _rules(namespace_rules)
+}
 
 # object.union merges recursively: each rule's namespace parameters over its
 # defaults.
-rules := {name: merged |
+_rules(namespace_rules) := {name: merged |
 	some name, layered in object.union(object.union(default_rules, object.get(params, "rules", {})), namespace_rules)
 	merged := with_defaults(name, layered)
 	object.get(merged, "enabled", true) != false
 }
+
+_valid(name, p) if count(rule_problems(name, p)) == 0
+
+# The first namespace entry whose names match the namespace.
+namespace_entry := min({i |
+	some i, entry in object.get(params, "namespaces", [])
+	some pattern in entry.names
+	glob.match(pattern, [], namespace)
+})
+
+plan := entry_plans[namespace_entry] if {
+	true
+} else := default_plan
+
+# rules are the parameters of each rule that runs in this namespace.
+rules := plan.rules
 
 with_defaults("registry", p) := registry_defaults(p)
 
@@ -98,10 +140,7 @@ with_defaults(name, p) := p if name != "registry"
 
 fact_rules := {"age", "freshness", "signature", "attestation"}
 
-needs_facts if {
-	some name, _ in rules
-	name in fact_rules
-}
+needs_facts if plan.needs_facts
 
 # Facts are fetched once, for every image at once, and only when a rule needs them.
 facts := imagegate.facts(images) if needs_facts
@@ -110,8 +149,21 @@ else := {}
 
 violations contains msg if {
 	some image in images
-	some name, p in rules
-	not name in fact_rules
+	some name, p in plan.checks
+	some msg in rule_checked(name, image, null, p)
+}
+
+violations contains msg if {
+	needs_facts
+	some image in images
+	facts[image].ok
+	some name, p in plan.fact_checks
+	some msg in rule_checked(name, image, facts[image].facts, p)
+}
+
+violations contains msg if {
+	some image in images
+	some name, p in plan.invalid
 	some msg in rule_violations(name, image, null, p)
 }
 
@@ -119,8 +171,7 @@ violations contains msg if {
 	needs_facts
 	some image in images
 	facts[image].ok
-	some name, p in rules
-	name in fact_rules
+	some name, p in plan.invalid_fact
 	some msg in rule_violations(name, image, facts[image].facts, p)
 }
 
@@ -155,6 +206,50 @@ only_transient if {
 	count(violations) > 0
 	count(violations - transient_unchecked) == 0
 }
+
+# rule_checked skips the parameter checks: for parameters rule_problems
+# accepts, as rule_prepare returns them.
+rule_checked("pinning", image, f, p) := lib.pinning.checked(image, f, p)
+
+rule_checked("registry", image, f, p) := lib.registry.checked(image, f, p)
+
+rule_checked("naming", image, f, p) := lib.naming.checked(image, f, p)
+
+rule_checked("age", image, f, p) := lib.age.checked(image, f, p)
+
+rule_checked("freshness", image, f, p) := lib.freshness.checked(image, f, p)
+
+rule_checked("signature", image, f, p) := lib.signature.checked(image, f, p)
+
+rule_checked("attestation", image, f, p) := lib.attestation.checked(image, f, p)
+
+rule_problems("pinning", p) := lib.pinning.problems(p)
+
+rule_problems("registry", p) := lib.registry.problems(p)
+
+rule_problems("naming", p) := lib.naming.problems(p)
+
+rule_problems("age", p) := lib.age.problems(p)
+
+rule_problems("freshness", p) := lib.freshness.problems(p)
+
+rule_problems("signature", p) := lib.signature.problems(p)
+
+rule_problems("attestation", p) := lib.attestation.problems(p)
+
+rule_prepare("pinning", p) := lib.pinning.prepare(p)
+
+rule_prepare("registry", p) := lib.registry.prepare(p)
+
+rule_prepare("naming", p) := lib.naming.prepare(p)
+
+rule_prepare("age", p) := lib.age.prepare(p)
+
+rule_prepare("freshness", p) := lib.freshness.prepare(p)
+
+rule_prepare("signature", p) := lib.signature.prepare(p)
+
+rule_prepare("attestation", p) := lib.attestation.prepare(p)
 
 rule_violations("pinning", image, f, p) := lib.pinning.violations(image, f, p)
 

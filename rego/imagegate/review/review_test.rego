@@ -195,6 +195,24 @@ test_namespace_rules_override_defaults if {
 	dev.allowed == true
 }
 
+# Several entries may match a namespace: the first one's rules apply (two
+# matching entries used to be a conflict error, failing the review).
+test_namespace_rules_first_match_wins if {
+	params := {"namespaces": [
+		{"names": ["prod-*"], "rules": {"registry": {"allowedRegistries": ["registry.corp:5000"]}}},
+		{"names": ["prod-eu"], "rules": {"registry": {"enabled": false}}},
+	]}
+	first := review.decision with input as req("prod-eu", [pinned], {})
+		with data.imagegate.registries as ["ghcr.io"]
+		with data.imagegate.params as params
+	first.allowed == false
+	contains(first.reason, "registry: image")
+	second := review.decision with input as req("prod-eu", [pinned], {})
+		with data.imagegate.registries as ["ghcr.io"]
+		with data.imagegate.params as {"namespaces": array.reverse(params.namespaces)}
+	second.allowed == true
+}
+
 test_rule_disabled if {
 	d := review.decision with input as req("prod", ["ghcr.io/acme/app:1.0"], {})
 		with data.imagegate.registries as ["ghcr.io"]

@@ -49,8 +49,19 @@ violations(image, _, params) := msgs if {
 # parameters are valid.
 problems(params) := _problems(_params(params))
 
-# prepare(params) is the form of params checked takes.
-prepare(params) := _params(params)
+# prepare(params) is the form of params checked takes: both lists with
+# their registries normalised once.
+prepare(params) := {
+	"allowedRegistries": registries,
+	"allowedRepositoryPrefixes": prefixes,
+	"any": "*" in registries,
+	"registries": {reference.normalize_registry(r) | some r in registries},
+	"prefixes": [_normalize_prefix(prefix) | some prefix in prefixes],
+} if {
+	p := _params(params)
+	registries := _list(p, "allowedRegistries")
+	prefixes := _list(p, "allowedRepositoryPrefixes")
+}
 
 # checked(image, facts, prepared) is violations(image, facts, params) for
 # prepared := prepare(params) of parameters problems accepts: it skips the
@@ -88,24 +99,21 @@ _violations(image, ref, p) := {sprintf("registry: image %q is not a valid image 
 	some problem in _problems(p)
 } if {
 	count(_problems(p)) > 0
-} else := _checked(image, ref, p)
+} else := _checked(image, ref, prepare(p))
 
 _checked(image, ref, p) := {sprintf("registry: image %q is not a valid image reference: %s; fix the image name", [image, ref.error])} if {
 	not ref.valid
 } else := set() if {
 	_allowed(ref, p)
-} else := {sprintf("registry: image %q is from %q, which is not allowed (allowedRegistries %v, allowedRepositoryPrefixes %v); use an image from an allowed registry, or allow %q", [image, reference.name(ref), _list(p, "allowedRegistries"), _list(p, "allowedRepositoryPrefixes"), ref.registry])}
+} else := {sprintf("registry: image %q is from %q, which is not allowed (allowedRegistries %v, allowedRepositoryPrefixes %v); use an image from an allowed registry, or allow %q", [image, reference.name(ref), p.allowedRegistries, p.allowedRepositoryPrefixes, ref.registry])}
 
-_allowed(_, p) if "*" in _list(p, "allowedRegistries")
+_allowed(_, p) if p.any
 
-_allowed(ref, p) if {
-	some r in _list(p, "allowedRegistries")
-	reference.normalize_registry(r) == ref.registry
-}
+_allowed(ref, p) if ref.registry in p.registries
 
 _allowed(ref, p) if {
-	some prefix in _list(p, "allowedRepositoryPrefixes")
-	_under(reference.name(ref), _normalize_prefix(prefix))
+	some prefix in p.prefixes
+	_under(reference.name(ref), prefix)
 }
 
 # _normalize_prefix normalises the registry part and drops a trailing '/'.

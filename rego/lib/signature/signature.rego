@@ -63,7 +63,7 @@ problems(params) := _problems(_params(params))
 
 # prepare(params) is params with every default filled in, the form checked
 # takes.
-prepare(params) := object.union(p, {"count": _count(p), "scope": _scope(p)}) if {
+prepare(params) := object.union(p, {"count": _count(p), "scope": _scope(p), "matchers": signer.prepare(p.signers)}) if {
 	p := _params(params)
 }
 
@@ -138,7 +138,7 @@ _targets(facts) := _platforms(facts) if {
 # distinct count (a maximum matching) is only needed for count > 1.
 _short(subject, p) if {
 	p.count == 1
-	not signer.any_match(p.signers, subject.entries)
+	not signer.any_prepared_match(p.matchers, subject.entries)
 }
 
 _short(subject, p) if {

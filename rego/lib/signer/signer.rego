@@ -113,32 +113,61 @@ _string_map(x) if {
 }
 
 # matches(matcher, signer) holds when a verified signer satisfies a matcher.
-matches(m, s) if {
+matches(m, s) if prepared_matches(_prepare(m), s)
+
+# prepare(matchers) is matchers, as problems accepts them, in the form
+# prepared_matches and any_prepared_match take: every field present, the
+# subject pattern anchored. A caller matching many signers against the same
+# list prepares it once.
+prepare(matchers) := [_prepare(m) | some m in matchers]
+
+_prepare(m) := {"kind": "key", "key": m.key} if {
+	"key" in object.keys(m)
+} else := {
+	"kind": "keyless",
+	"issuer": object.get(m, "issuer", null),
+	"subject": _exact_subject(m),
+	"subjectRegExp": _anchored_subject(m),
+	"extensions": object.get(m, "extensions", {}),
+}
+
+_exact_subject(m) := m.subject if {
+	not "subjectRegExp" in object.keys(m)
+} else := null
+
+_anchored_subject(m) := sprintf("^(?:%s)$", [m.subjectRegExp]) if {
+	not "subject" in object.keys(m)
+	is_string(m.subjectRegExp)
+} else := null
+
+# prepared_matches(prepared, signer) is matches for one matcher of prepare.
+prepared_matches(m, s) if {
+	m.kind == "key"
 	object.get(s, "kind", "") == "key"
 	_non_empty_string(m.key)
 	s.key == m.key
 }
 
-matches(m, s) if {
+prepared_matches(m, s) if {
+	m.kind == "keyless"
 	object.get(s, "kind", "") == "keyless"
 	_non_empty_string(m.issuer)
 	s.issuer == m.issuer
 	_subject_matches(m, object.get(s, "subject", ""))
 	exts := object.get(s, "extensions", {})
-	every name, want in object.get(m, "extensions", {}) {
+	every name, want in m.extensions {
 		object.get(exts, name, null) == want
 	}
 }
 
 _subject_matches(m, subject) if {
-	not "subjectRegExp" in object.keys(m)
 	_non_empty_string(m.subject)
 	subject == m.subject
 }
 
 _subject_matches(m, subject) if {
-	not "subject" in object.keys(m)
-	regex.match(sprintf("^(?:%s)$", [m.subjectRegExp]), subject)
+	is_string(m.subjectRegExp)
+	regex.match(m.subjectRegExp, subject)
 }
 
 # identity(signer) is what makes two signers distinct: the key name, or the
@@ -150,10 +179,13 @@ identity(s) := ["key", s.key] if {
 
 # any_match(matchers, entries) holds when some matcher matches the signer of
 # some entry: count_distinct(matchers, entries) >= 1, without the counting.
-any_match(matchers, entries) if {
-	some m in matchers
+any_match(matchers, entries) if any_prepared_match(prepare(matchers), entries)
+
+# any_prepared_match is any_match for prepared := prepare(matchers).
+any_prepared_match(prepared, entries) if {
+	some m in prepared
 	some e in entries
-	matches(m, e.signer)
+	prepared_matches(m, e.signer)
 }
 
 # count_distinct(matchers, entries) is how many matchers can each be given a

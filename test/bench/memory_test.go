@@ -385,10 +385,14 @@ func TestMemory(t *testing.T) {
 	if reg.repos > 0 {
 		repos = fmt.Sprintf("spread over %d repositories", reg.repos)
 	}
+	gogc := os.Getenv("GOGC") // inherited by the server processes
+	if gogc == "" {
+		gogc = "default (100)"
+	}
 	if memLimit != "" {
-		fmt.Fprintf(w, "**Server processes run with GOMEMLIMIT=%s** (BENCH_MEMORY_GOMEMLIMIT); GOGC default.\n\n", memLimit)
+		fmt.Fprintf(w, "**Server processes run with GOMEMLIMIT=%s** (BENCH_MEMORY_GOMEMLIMIT); GOGC %s (the test's environment).\n\n", memLimit, gogc)
 	} else {
-		fmt.Fprintf(w, "Server processes run with GOGC default and GOMEMLIMIT %q (the test's environment).\n\n", os.Getenv("GOMEMLIMIT"))
+		fmt.Fprintf(w, "Server processes run with GOGC %s and GOMEMLIMIT %q (the test's environment).\n\n", gogc, os.Getenv("GOMEMLIMIT"))
 	}
 	fmt.Fprintf(w, "Parts: %s. imagegate serve as a process; %d distinct keys `host/synth/app-NNNNNN:vN@sha256:…` (synthetic unsigned single-platform images, %s; a key configured so each goes through signature discovery) sent to POST /v1/externaldata/facts in batches of %d.\n\n", parts, total, repos, batch)
 

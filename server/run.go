@@ -27,7 +27,7 @@ func Run(ctx context.Context, cfg *config.Config, logger *slog.Logger, ready cha
 		return err
 	}
 	if t := cfg.Trust; t.RefreshInterval != nil && t.RefreshInterval.D() > 0 && len(t.Keys)+len(t.TrustedRoots)+len(t.TUF) > 0 {
-		stop := refreshTrust(ctx, sv, t.RefreshInterval.D(), logger, m)
+		stop := refreshTrust(ctx, sv, t.RefreshInterval.D(), logger, m, lk.TrustChanged)
 		defer stop()
 	}
 	policy, err := NewPolicy(ctx, cfg, logger, m)

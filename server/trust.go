@@ -10,14 +10,18 @@ import (
 // verifier (*signature.Verifier).
 type trustRefresher interface {
 	Refresh(ctx context.Context) error
+	Epoch() uint64
 }
 
 // refreshTrust loads trust.* again every interval (trust.refreshInterval)
 // until ctx is done or stop is called; stop waits for a refresh in progress,
 // which stop cancels. A failed refresh is logged and counted, and the
 // previous keys and roots keep verifying: readiness does not change (see
-// trustStatus). Like the policy watcher, it never runs per request.
-func refreshTrust(ctx context.Context, v trustRefresher, interval time.Duration, logger *slog.Logger, m *Metrics) (stop func()) {
+// trustStatus). A refresh that changed the keys or roots (v.Epoch moved)
+// calls changed, which drops the facts cached under the old ones (see
+// lookup.Service.TrustChanged): a removed key or root must not keep images
+// admitted for factsTTL. Like the policy watcher, it never runs per request.
+func refreshTrust(ctx context.Context, v trustRefresher, interval time.Duration, logger *slog.Logger, m *Metrics, changed func()) (stop func()) {
 	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() {
@@ -30,7 +34,7 @@ func refreshTrust(ctx context.Context, v trustRefresher, interval time.Duration,
 				return
 			case <-t.C:
 			}
-			start := time.Now()
+			start, epoch := time.Now(), v.Epoch()
 			err := v.Refresh(ctx)
 			if ctx.Err() != nil {
 				return // shutting down: not a refresh failure
@@ -41,7 +45,12 @@ func refreshTrust(ctx context.Context, v trustRefresher, interval time.Duration,
 					slog.String("error", err.Error()), slog.String("next", interval.String()))
 				continue
 			}
-			logger.InfoContext(ctx, "trust refreshed", slog.Duration("took", time.Since(start)))
+			if v.Epoch() == epoch {
+				logger.InfoContext(ctx, "trust refreshed, unchanged", slog.Duration("took", time.Since(start)))
+				continue
+			}
+			changed()
+			logger.InfoContext(ctx, "trust refreshed: keys or trusted roots changed; cached facts dropped", slog.Duration("took", time.Since(start)))
 		}
 	}()
 	return func() {

@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -14,8 +16,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/imagegate/imagegate/providers/facts"
 	"github.com/imagegate/imagegate/providers/signature"
 	"github.com/imagegate/imagegate/providers/signature/signaturetest"
+	"github.com/imagegate/imagegate/test/bench/benchfix"
 )
 
 type syncBuffer struct {
@@ -84,7 +88,7 @@ func TestTrustRefreshLoop(t *testing.T) {
 	}
 
 	repo.SetDown(true)
-	stop := refreshTrust(t.Context(), sv, 20*time.Millisecond, slog.New(slog.NewJSONHandler(logs, nil)), m)
+	stop := refreshTrust(t.Context(), sv, 20*time.Millisecond, slog.New(slog.NewJSONHandler(logs, nil)), m, func() {})
 	waitFor("a failed refresh to be counted", func() bool { return count("error") >= 1 })
 
 	code, body := get("/readyz")
@@ -151,5 +155,82 @@ func TestReadyDetails(t *testing.T) {
 				t.Errorf("readyDetails()[trust] = %q, want it to end with the refresh error", got["trust"])
 			}
 		})
+	}
+}
+
+// TestTrustChangeDropsCachedFacts: facts cached while a trusted root was in
+// force are not served once a refresh replaced that root (a rotated or
+// withdrawn root must not keep an image "signed" for factsTTL), while
+// refreshes that load the same material keep the cache warm.
+func TestTrustChangeDropsCachedFacts(t *testing.T) {
+	im := benchfix.Signed(t, 1)
+	dir := t.TempDir()
+	root := filepath.Join(dir, "trusted_root.json")
+	replace := func(b []byte) {
+		t.Helper()
+		// As a kubelet updates a mounted ConfigMap: a new file renamed in.
+		if err := os.WriteFile(filepath.Join(dir, ".tmp"), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(filepath.Join(dir, ".tmp"), root); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b, err := os.ReadFile(im.TrustedRoot)
+	if err != nil {
+		t.Fatal(err)
+	}
+	replace(b)
+	cfg := im.Config(t)
+	cfg.Trust.TrustedRoots = map[string]string{"test": root}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	m := NewMetrics()
+	lk, sv, err := newLookup(cfg, m, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := im.Keys[0]
+	lookupFacts := func() *facts.Facts {
+		t.Helper()
+		f, err := lk.Facts(t.Context(), key)
+		if err != nil {
+			t.Fatalf("Facts(%s) error = %v", key, err)
+		}
+		return f
+	}
+	if f := lookupFacts(); len(f.Signatures) != 1 {
+		t.Fatalf("before any refresh: %d verified signatures (errors %q), want 1", len(f.Signatures), f.VerificationErrors)
+	}
+	im.Reg.ResetCounts()
+
+	logs := &syncBuffer{}
+	stop := refreshTrust(t.Context(), sv, 20*time.Millisecond, slog.New(slog.NewJSONHandler(logs, nil)), m, lk.TrustChanged)
+	defer stop()
+	waitLogged := func(msg string, n int) {
+		t.Helper()
+		deadline := time.Now().Add(15 * time.Second)
+		for strings.Count(logs.String(), msg) < n {
+			if time.Now().After(deadline) {
+				t.Fatalf("timed out waiting for %d log lines %q; logs:\n%s", n, msg, logs.String())
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+
+	waitLogged("trust refreshed, unchanged", 2)
+	if f := lookupFacts(); len(f.Signatures) != 1 || im.Reg.Total() != 0 {
+		t.Errorf("after unchanged refreshes: %d verified signatures, %d registry requests; want 1 from the cache (0 requests)", len(f.Signatures), im.Reg.Total())
+	}
+
+	replace(signaturetest.NewSigstore(t).TrustedRootJSON(t))
+	waitLogged("cached facts dropped", 1)
+	f := lookupFacts()
+	if len(f.Signatures) != 0 || !strings.Contains(strings.Join(f.VerificationErrors, "; "), "not verified by trusted root") {
+		t.Errorf("after the root was replaced: signatures %+v, errors %q; want none verified, and the old signature reported as not verified by the trusted root", f.Signatures, f.VerificationErrors)
+	}
+	if im.Reg.Total() == 0 {
+		t.Error("after the root was replaced the facts came from the cache (no registry request)")
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"math"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unsafe"
 
@@ -64,6 +65,8 @@ type Service struct {
 	negative *lru[error]
 	group    singleflight.Group
 	slots    chan struct{}
+	// trust is part of every facts key (TrustChanged).
+	trust atomic.Uint64
 }
 
 // New builds a Service.
@@ -482,6 +485,11 @@ func (s *Service) appendTagKey(b []byte, r *facts.Reference) []byte {
 func (s *Service) appendKey(b []byte, kind string, r *facts.Reference, sep byte, last string) []byte {
 	b = append(b, s.gen...)
 	b = append(b, kind...)
+	return appendName(b, r, sep, last)
+}
+
+// appendName appends registry/repository, sep and last.
+func appendName(b []byte, r *facts.Reference, sep byte, last string) []byte {
 	b = append(b, r.Registry...)
 	b = append(b, '/')
 	b = append(b, r.Repository...)
@@ -497,10 +505,22 @@ func (s *Service) cachedTag(ref registry.Ref) (v1.Hash, bool) {
 	return d, ok
 }
 
-// appendFactsKey appends the facts cache key of r's repository and digest.
+// appendFactsKey appends the facts cache key of r's repository and digest,
+// under the current trust epoch.
 func (s *Service) appendFactsKey(b []byte, r *facts.Reference, digest string) []byte {
-	return s.appendKey(b, "facts|", r, '@', digest)
+	b = append(b, s.gen...)
+	b = append(b, "facts|"...)
+	b = strconv.AppendUint(b, s.trust.Load(), 10)
+	return appendName(append(b, '|'), r, '@', digest)
 }
+
+// TrustChanged tells the Service that the keys or trusted roots changed
+// (signature.Verifier.Epoch moved): facts hold the signatures the old ones
+// verified, so every facts entry cached so far stops being used (they age
+// out of the LRU), and fetches still running store theirs under the old
+// epoch, where nothing reads them. Tags, references and negative entries do
+// not depend on trust and stay.
+func (s *Service) TrustChanged() { s.trust.Add(1) }
 
 // appendHash appends h as its string form, algorithm:hex.
 func appendHash(b []byte, h v1.Hash) []byte {

@@ -211,6 +211,13 @@ func TestRefreshTrustedRootFile(t *testing.T) {
 		t.Fatalf("New() error = %v", err)
 	}
 	r.wantTrust(t, v, "at startup", true, false)
+	epoch := v.Epoch()
+	if err := v.Refresh(t.Context()); err != nil {
+		t.Fatalf("Refresh() error = %v", err)
+	}
+	if v.Epoch() != epoch {
+		t.Errorf("Epoch() moved from %d to %d after a refresh that loaded the same root", epoch, v.Epoch())
+	}
 
 	write(r.new.TrustedRootJSON(t))
 	r.wantTrust(t, v, "replaced, not refreshed", true, false)
@@ -218,6 +225,15 @@ func TestRefreshTrustedRootFile(t *testing.T) {
 		t.Fatalf("Refresh() error = %v", err)
 	}
 	r.wantTrust(t, v, "replaced and refreshed", false, true)
+	if v.Epoch() == epoch {
+		t.Errorf("Epoch() stayed %d after a refresh that replaced the root", epoch)
+	}
+	epoch = v.Epoch()
+	defer func() {
+		if v.Epoch() != epoch {
+			t.Errorf("Epoch() moved from %d to %d after refreshes that failed", epoch, v.Epoch())
+		}
+	}()
 
 	for _, tc := range []struct {
 		desc    string

@@ -3,6 +3,8 @@ package signature
 import (
 	"context"
 	"crypto"
+	"crypto/sha256"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -107,6 +109,10 @@ type trustState struct {
 	keys       []keyVerifier
 	roots      []rootVerifier
 	thresholds Thresholds // in effect
+	// fingerprint identifies what was loaded (every root's content, every
+	// key, the key options and thresholds): equal fingerprints verify
+	// alike, so a refresh that loads the same material changes nothing.
+	fingerprint [sha256.Size]byte
 }
 
 // loadTrust builds one long-lived sigstore-go verifier per key and per root,
@@ -158,8 +164,16 @@ func loadTrust(ctx context.Context, o Options) (*trustState, error) {
 		material[r.Name] = tr
 	}
 
+	fp := sha256.New()
+	fmt.Fprintf(fp, "thresholds %+v\n", t)
 	var roots []rootVerifier
 	for _, name := range sortedKeys(material) {
+		if m, ok := material[name].(json.Marshaler); ok {
+			if b, err := m.MarshalJSON(); err == nil {
+				fmt.Fprintf(fp, "root %q %d\n", name, len(b))
+				fp.Write(b)
+			}
+		}
 		var vo []verify.VerifierOption
 		if t.SignedCertificateTimestamps > 0 {
 			vo = append(vo, verify.WithSignedCertificateTimestamps(t.SignedCertificateTimestamps))
@@ -180,6 +194,7 @@ func loadTrust(ctx context.Context, o Options) (*trustState, error) {
 
 	for _, name := range sortedKeys(o.KeyOptions) {
 		ko := o.KeyOptions[name]
+		fmt.Fprintf(fp, "keyOptions %q %+v\n", name, ko)
 		field := "trust.keyOptions." + name
 		if _, ok := o.Keys[name]; !ok {
 			errs = append(errs, fmt.Errorf("%s: no key %q in trust.keys", field, name))
@@ -197,11 +212,13 @@ func loadTrust(ctx context.Context, o Options) (*trustState, error) {
 	var keys []keyVerifier
 	for _, name := range sortedKeys(o.Keys) {
 		path := o.Keys[name]
-		pub, err := loadPublicKey(path)
+		pub, pem, err := loadPublicKey(path)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("trust.keys.%s: %w", name, err))
 			continue
 		}
+		fmt.Fprintf(fp, "key %q %d\n", name, len(pem))
+		fp.Write(pem)
 		sv, err := sigsig.LoadDefaultVerifier(pub)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("trust.keys.%s %s: %w", name, path, err))
@@ -236,19 +253,22 @@ func loadTrust(ctx context.Context, o Options) (*trustState, error) {
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
-	return &trustState{keys: keys, roots: roots, thresholds: t}, nil
+	ts := &trustState{keys: keys, roots: roots, thresholds: t}
+	fp.Sum(ts.fingerprint[:0])
+	return ts, nil
 }
 
-func loadPublicKey(path string) (crypto.PublicKey, error) {
+// loadPublicKey reads the PEM public key at path: the key and the file.
+func loadPublicKey(path string) (crypto.PublicKey, []byte, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	pub, err := cryptoutils.UnmarshalPEMToPublicKey(b)
 	if err != nil {
-		return nil, fmt.Errorf("%s: not a PEM public key: %w", path, err)
+		return nil, nil, fmt.Errorf("%s: not a PEM public key: %w", path, err)
 	}
-	return pub, nil
+	return pub, b, nil
 }
 
 func sortedKeys[V any](m map[string]V) []string {

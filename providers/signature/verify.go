@@ -73,6 +73,8 @@ type Verifier struct {
 	// verification loads it once and uses that state throughout, whatever
 	// Refresh swaps in meanwhile.
 	trust atomic.Pointer[trustState]
+	// epoch counts the refreshes that changed what verifies (Epoch).
+	epoch atomic.Uint64
 
 	refreshing sync.Mutex // one Refresh at a time
 	mu         sync.Mutex
@@ -117,13 +119,21 @@ func (v *Verifier) Refresh(ctx context.Context) error {
 	defer v.refreshing.Unlock()
 	ts, err := loadTrust(ctx, v.o)
 	if err == nil {
-		v.trust.Store(ts)
+		if old := v.trust.Swap(ts); old == nil || old.fingerprint != ts.fingerprint {
+			v.epoch.Add(1)
+		}
 	}
 	v.mu.Lock()
 	v.lastErr = err
 	v.mu.Unlock()
 	return err
 }
+
+// Epoch changes whenever a Refresh loads keys or roots that differ from the
+// ones in use (a rotated root, a replaced key, changed key options); a
+// refresh that loads the same material leaves it alone. Results of Check
+// made under an earlier epoch may no longer hold.
+func (v *Verifier) Epoch() uint64 { return v.epoch.Load() }
 
 // Status is the error of the last Refresh, nil if it succeeded (or none ran
 // yet). While it is not nil, the last good keys and roots are in use.

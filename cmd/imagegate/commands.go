@@ -87,7 +87,12 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	if err := cfg.ValidateServe(); err != nil {
 		return usageError{fmt.Errorf("config %s: %w", *cfgPath, err)}
 	}
-	return server.Run(ctx, cfg, newLogger(stderr, cfg.Log.Level), nil)
+	logger := newLogger(stderr, cfg.Log.Level)
+	self, _ := os.ReadFile("/proc/self/cgroup") // absent off Linux: no limit applied
+	if msg := applyMemoryLimit(os.Getenv, "/sys/fs/cgroup", self); msg != "" {
+		logger.Info(msg)
+	}
+	return server.Run(ctx, cfg, logger, nil)
 }
 
 // factsCmd prints a JSON array with one element per image, in argument order:

@@ -73,12 +73,19 @@ func DecodeProviderRequest(body []byte, maxKeys int) (*externaldata.ProviderRequ
 		return fmt.Errorf("%w: %s", errBadRequest, fmt.Sprintf(format, args...))
 	}
 	var req externaldata.ProviderRequest
-	dec := json.NewDecoder(bytes.NewReader(body))
-	if err := dec.Decode(&req); err != nil {
-		return nil, bad("body is not a ProviderRequest: %v", err)
-	}
-	if dec.More() {
-		return nil, bad("trailing data after the ProviderRequest")
+	// Unmarshal decodes in place (a Decoder copies the body into a buffer of
+	// its own, garbage on every request); a body it refuses is decoded
+	// again by a Decoder, which tells trailing data from a bad value.
+	if uerr := json.Unmarshal(body, &req); uerr != nil {
+		req = externaldata.ProviderRequest{}
+		dec := json.NewDecoder(bytes.NewReader(body))
+		if err := dec.Decode(&req); err != nil {
+			return nil, bad("body is not a ProviderRequest: %v", err)
+		}
+		if dec.More() {
+			return nil, bad("trailing data after the ProviderRequest")
+		}
+		return nil, bad("body is not a ProviderRequest: %v", uerr)
 	}
 	if req.APIVersion != apiVersionV1beta1 && req.APIVersion != apiVersionV1alpha1 {
 		return nil, bad("apiVersion %q, want %q", req.APIVersion, apiVersionV1beta1)

@@ -67,8 +67,9 @@ func constantRules(compiler *ast.Compiler) ([]constantRule, error) {
 	return out, nil
 }
 
-// constantDeps checks that rule, and every rule it depends on, reads
-// neither input nor a nondeterministic builtin.
+// constantDeps checks that rule, and every rule and function it refers to
+// (in any body, head or else branch, through any chain of references),
+// reads neither input nor a nondeterministic builtin.
 func constantDeps(compiler *ast.Compiler, rule *ast.Rule, marked ast.Ref) error {
 	visited := map[*ast.Rule]bool{}
 	var visit func(r *ast.Rule) error
@@ -78,10 +79,15 @@ func constantDeps(compiler *ast.Compiler, rule *ast.Rule, marked ast.Ref) error 
 		}
 		visited[r] = true
 		var bad error
+		var deps []*ast.Rule
 		check := func(x any) {
 			ast.WalkRefs(x, func(ref ast.Ref) bool {
-				if bad == nil && ref.HasPrefix(ast.InputRootRef) {
+				switch {
+				case bad != nil:
+				case ref.HasPrefix(ast.InputRootRef):
 					bad = fmt.Errorf("%s: %v is marked %s but depends on input (%v in %v)", rule.Location, marked, ConstantAnnotation, ref, r.Ref())
+				case ref.HasPrefix(ast.DefaultRootRef):
+					deps = append(deps, compiler.GetRulesDynamicWithOpts(ref, ast.RulesOptions{IncludeHiddenModules: true})...)
 				}
 				return false
 			})
@@ -103,11 +109,9 @@ func constantDeps(compiler *ast.Compiler, rule *ast.Rule, marked ast.Ref) error 
 		if bad != nil {
 			return bad
 		}
-		for dep := range compiler.Graph.Dependencies(r) {
-			if d, ok := dep.(*ast.Rule); ok {
-				if err := visit(d); err != nil {
-					return err
-				}
+		for _, d := range deps {
+			if err := visit(d); err != nil {
+				return err
 			}
 		}
 		return nil

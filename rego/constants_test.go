@@ -67,6 +67,8 @@ func TestConstantRules(t *testing.T) {
 		{desc: "input", rule: "limits := {input.spec.namespace: 1}", want: []string{"data.custom.limits", "depends on input"}},
 		{desc: "input through a rule", rule: "limits := ns\n\nns := input.spec.namespace", want: []string{"data.custom.limits", "depends on input", "data.custom.ns"}},
 		{desc: "time", rule: "limits := {\"prod\": time.now_ns()}", want: []string{"data.custom.limits", "time.now_ns"}},
+		{desc: "input in an else branch, through a function", rule: "limits := 1 if {\n\tfalse\n} else := f(2)\n\nf(_) := input.y", want: []string{"data.custom.limits", "depends on input", "input.y", "data.custom.f"}},
+		{desc: "facts", rule: "limits := imagegate.facts([\"registry.example/app:v1\"])", want: []string{"data.custom.limits", "imagegate.facts"}},
 		{desc: "function", rule: "limits(x) := x", want: []string{"data.custom.limits", "not a plain rule"}},
 	} {
 		t.Run(tc.desc, func(t *testing.T) {

@@ -86,7 +86,13 @@ func factsImpl(bctx oparego.BuiltinContext, arg *ast.Term) (*ast.Term, error) {
 			}
 			v = ast.ObjectTerm(items...)
 		} else {
-			fv, err := factsValue(r.Facts, r.Base)
+			var fv ast.Value
+			var err error
+			if c, ok := r.Parts(); ok {
+				fv, err = keyValue(k, c)
+			} else {
+				fv, err = toValue(r.Facts())
+			}
 			if err != nil {
 				return nil, err
 			}
@@ -105,11 +111,12 @@ func factsImpl(bctx oparego.BuiltinContext, arg *ast.Term) (*ast.Term, error) {
 // base: a warm review only adds the key's image, reference and tagDigest.
 var baseValues facts.Memo[ast.Object]
 
-// factsValue is f as a Rego value: its base's value with f's per-key
-// fields when the base is known, else f converted whole.
-func factsValue(f, base *facts.Facts) (ast.Value, error) {
-	if base == nil || base.Image != "" || base.TagDigest != "" {
-		return toValue(f)
+// keyValue is the Rego value of image's facts answered from the caches:
+// its base's value, converted once per digest, with the key's own fields.
+func keyValue(image string, c *lookup.Cached) (ast.Value, error) {
+	base := c.Base
+	if base.Image != "" || base.TagDigest != "" {
+		return toValue(c.Compose(image))
 	}
 	bv, ok := baseValues.Get(base)
 	if !ok {
@@ -130,15 +137,15 @@ func factsValue(f, base *facts.Facts) (ast.Value, error) {
 			out.Insert(k, v)
 		}
 	})
-	out.Insert(ast.InternedTerm("image"), ast.StringTerm(f.Image))
+	out.Insert(ast.InternedTerm("image"), ast.StringTerm(image))
 	out.Insert(ast.InternedTerm("reference"), ast.ObjectTerm(
-		ast.Item(ast.InternedTerm("registry"), ast.StringTerm(f.Reference.Registry)),
-		ast.Item(ast.InternedTerm("repository"), ast.StringTerm(f.Reference.Repository)),
-		ast.Item(ast.InternedTerm("tag"), ast.StringTerm(f.Reference.Tag)),
-		ast.Item(ast.InternedTerm("digest"), ast.StringTerm(f.Reference.Digest)),
+		ast.Item(ast.InternedTerm("registry"), ast.StringTerm(c.Reference.Registry)),
+		ast.Item(ast.InternedTerm("repository"), ast.StringTerm(c.Reference.Repository)),
+		ast.Item(ast.InternedTerm("tag"), ast.StringTerm(c.Reference.Tag)),
+		ast.Item(ast.InternedTerm("digest"), ast.StringTerm(c.Reference.Digest)),
 	))
-	if f.TagDigest != "" {
-		out.Insert(ast.InternedTerm("tagDigest"), ast.StringTerm(f.TagDigest))
+	if c.TagDigest != "" {
+		out.Insert(ast.InternedTerm("tagDigest"), ast.StringTerm(c.TagDigest))
 	}
 	return out, nil
 }

@@ -7,12 +7,13 @@ import (
 	"github.com/open-policy-agent/opa/v1/ast"
 
 	"github.com/imagegate/imagegate/providers/facts"
+	"github.com/imagegate/imagegate/providers/lookup"
 )
 
-// TestFactsValueFromBase: a key's facts built from its digest's cached Rego
+// TestKeyValueFromBase: a key's facts built from its digest's cached Rego
 // value plus the key's own fields equal the key's facts converted whole, and
 // the digest's value is converted once.
-func TestFactsValueFromBase(t *testing.T) {
+func TestKeyValueFromBase(t *testing.T) {
 	d := "sha256:" + string(bytes.Repeat([]byte("c"), 64))
 	base := &facts.Facts{
 		Digest: d, MediaType: "application/vnd.oci.image.index.v1+json", Size: 99,
@@ -25,7 +26,7 @@ func TestFactsValueFromBase(t *testing.T) {
 		k.Image = "ghcr.io/acme/app:1@" + d
 		k.Reference = facts.Reference{Registry: "ghcr.io", Repository: "acme/app", Tag: "1", Digest: d}
 		k.TagDigest = tagDigest
-		got, err := factsValue(&k, base)
+		got, err := keyValue(k.Image, &lookup.Cached{Base: base, Reference: k.Reference, TagDigest: tagDigest})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -38,7 +39,7 @@ func TestFactsValueFromBase(t *testing.T) {
 		}
 	}
 	v1, _ := baseValues.Get(base)
-	if _, err := factsValue(&facts.Facts{Image: "x"}, base); err != nil {
+	if _, err := keyValue("x", &lookup.Cached{Base: base}); err != nil {
 		t.Fatal(err)
 	}
 	v2, _ := baseValues.Get(base)

@@ -9,6 +9,7 @@ import (
 	"github.com/open-policy-agent/frameworks/constraint/pkg/externaldata"
 
 	"github.com/imagegate/imagegate/providers/facts"
+	"github.com/imagegate/imagegate/providers/lookup"
 )
 
 // baseAndKey is a digest's facts as the lookup caches them (no per-key
@@ -38,12 +39,13 @@ func baseAndKey(tagDigest string) (base, key *facts.Facts) {
 func TestFactsValueSplicesPerKeyFields(t *testing.T) {
 	for _, tagDigest := range []string{"", "sha256:" + string(bytes.Repeat([]byte("b"), 64))} {
 		base, key := baseAndKey(tagDigest)
-		v := factsValue(key, base)
+		res := lookup.CachedResult(key.Image, lookup.Cached{Base: base, Reference: key.Reference, TagDigest: key.TagDigest})
+		v := factsValue(&res, &keyFacts{})
 		kf, ok := v.(*keyFacts)
 		if !ok {
 			t.Fatalf("factsValue = %T, want *keyFacts", v)
 		}
-		again := factsValue(key, base).(*keyFacts)
+		again := factsValue(&res, &keyFacts{}).(*keyFacts)
 		if &again.rest[0] != &kf.rest[0] {
 			t.Error("the digest's facts were encoded twice")
 		}
@@ -56,7 +58,8 @@ func TestFactsValueSplicesPerKeyFields(t *testing.T) {
 		if !reflect.DeepEqual(got, want) {
 			t.Errorf("tagDigest %q: spliced\n%s\nwant the value of\n%s", tagDigest, appendKeyFacts(nil, kf), raw)
 		}
-		if enc := factsValue(key, nil); reflect.TypeOf(enc) != reflect.TypeOf(json.RawMessage(nil)) {
+		fetched := lookup.FetchedResult(key.Image, key, nil)
+		if enc := factsValue(&fetched, &keyFacts{}); reflect.TypeOf(enc) != reflect.TypeOf(json.RawMessage(nil)) {
 			t.Errorf("without a base: %T, want the key's own JSON", enc)
 		}
 	}

@@ -122,11 +122,13 @@ func (s *Server) handleFacts(w http.ResponseWriter, r *http.Request) {
 	results := LookupAll(ctx, s.lookup, req.Request.Keys)
 
 	items := make([]externaldata.Item, 0, len(results))
+	kfs := make([]keyFacts, len(results)) // one allocation for every key's spliced value
 	var transient []string
-	for _, res := range results {
+	for i := range results {
+		res := &results[i]
 		switch {
 		case res.Err == nil:
-			items = append(items, externaldata.Item{Key: res.Key, Value: factsValue(res.Facts, res.Base)})
+			items = append(items, externaldata.Item{Key: res.Key, Value: factsValue(res, &kfs[i])})
 			s.metrics.items.WithLabelValues("facts", "ok").Inc()
 		case facts.CodeOf(res.Err).Definitive():
 			items = append(items, externaldata.Item{Key: res.Key, Error: res.Err.Error()})
@@ -185,26 +187,31 @@ const basePrefix = `{"image":"","reference":{"registry":"","repository":"","tag"
 // keyFacts is a warm key's facts value: the key's own fields, then the
 // digest's encoded rest (appendProviderResponse writes it).
 type keyFacts struct {
-	f    *facts.Facts
-	rest []byte // starts with "digest":
+	image     string
+	reference facts.Reference
+	tagDigest string
+	rest      []byte // starts with "digest":
 }
 
-// factsValue is the Item value for f: spliced from its base's JSON when the
-// base is known, else f encoded whole.
-func factsValue(f, base *facts.Facts) any {
-	if base != nil && base.Image == "" && base.TagDigest == "" {
-		rest, ok := encodedBases.Get(base)
+// factsValue is the Item value for res (no error): for a key answered from
+// the caches, its own fields spliced before its digest's JSON (encoded once
+// per digest), kept in kf; otherwise its facts encoded whole.
+func factsValue(res *Result, kf *keyFacts) any {
+	if c, ok := res.Parts(); ok && c.Base.Image == "" && c.Base.TagDigest == "" {
+		rest, ok := encodedBases.Get(c.Base)
 		if !ok {
-			b, err := json.Marshal(base)
+			b, err := json.Marshal(c.Base)
 			if err == nil && strings.HasPrefix(string(b), basePrefix) {
 				rest = b[len(basePrefix):]
-				encodedBases.Put(base, rest)
+				encodedBases.Put(c.Base, rest)
 			}
 		}
 		if rest != nil {
-			return &keyFacts{f: f, rest: rest}
+			*kf = keyFacts{image: res.Key, reference: c.Reference, tagDigest: c.TagDigest, rest: rest}
+			return kf
 		}
 	}
+	f := res.Facts()
 	b, err := json.Marshal(f)
 	if err != nil {
 		return f
@@ -213,23 +220,24 @@ func factsValue(f, base *facts.Facts) any {
 }
 
 // appendKeyFacts writes k as one JSON object: the same members json.Marshal
-// writes for k.f, with tagDigest moved ahead of the digest-level fields.
+// writes for the key's facts, with tagDigest moved ahead of the
+// digest-level fields.
 func appendKeyFacts(b []byte, k *keyFacts) []byte {
-	f := k.f
+	f := k
 	b = append(b, `{"image":`...)
-	b = appendString(b, f.Image)
+	b = appendString(b, f.image)
 	b = append(b, `,"reference":{"registry":`...)
-	b = appendString(b, f.Reference.Registry)
+	b = appendString(b, f.reference.Registry)
 	b = append(b, `,"repository":`...)
-	b = appendString(b, f.Reference.Repository)
+	b = appendString(b, f.reference.Repository)
 	b = append(b, `,"tag":`...)
-	b = appendString(b, f.Reference.Tag)
+	b = appendString(b, f.reference.Tag)
 	b = append(b, `,"digest":`...)
-	b = appendString(b, f.Reference.Digest)
+	b = appendString(b, f.reference.Digest)
 	b = append(b, `},`...)
-	if f.TagDigest != "" {
+	if f.tagDigest != "" {
 		b = append(b, `"tagDigest":`...)
-		b = appendString(b, f.TagDigest)
+		b = appendString(b, f.tagDigest)
 		b = append(b, ',')
 	}
 	return append(b, k.rest...)
@@ -289,7 +297,7 @@ func writeProviderResponse(w http.ResponseWriter, status int, resp externaldata.
 		size += 32 + len(it.Key) + len(it.Error)
 		switch v := it.Value.(type) {
 		case *keyFacts:
-			size += 256 + len(v.f.Image) + len(v.rest)
+			size += 256 + len(v.image) + len(v.rest)
 		case json.RawMessage:
 			size += len(v)
 		case string:

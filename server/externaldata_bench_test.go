@@ -44,8 +44,8 @@ func warmFixture(b *testing.B, n int, params map[string]any) (*benchfix.Images, 
 		if r.Err != nil {
 			b.Fatal(r.Err)
 		}
-		if !r.Facts.Signed() {
-			b.Fatalf("%s: facts are not signed: %v", r.Key, r.Facts.VerificationErrors)
+		if !r.Facts().Signed() {
+			b.Fatalf("%s: facts are not signed: %v", r.Key, r.Facts().VerificationErrors)
 		}
 	}
 	im.Reg.ResetCounts()
@@ -96,8 +96,10 @@ func BenchmarkEncodeProviderResponse(b *testing.B) {
 	lk, keys := warmLookup(b, 100)
 	for _, n := range batches {
 		var items []externaldata.Item
-		for _, r := range LookupAll(b.Context(), lk, keys[:n]) {
-			items = append(items, externaldata.Item{Key: r.Key, Value: factsValue(r.Facts, r.Base)})
+		results := LookupAll(b.Context(), lk, keys[:n])
+		kfs := make([]keyFacts, len(results))
+		for i := range results {
+			items = append(items, externaldata.Item{Key: results[i].Key, Value: factsValue(&results[i], &kfs[i])})
 		}
 		resp := providerResponse(items)
 		var size bytes.Buffer

@@ -124,7 +124,7 @@ func factsCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			out = append(out, keyError{Image: r.Key, Error: r.Err.Error()})
 			continue
 		}
-		out = append(out, r.Facts)
+		out = append(out, r.Facts())
 	}
 	enc := json.NewEncoder(stdout)
 	enc.SetIndent("", "  ")

@@ -74,21 +74,45 @@ type Source interface {
 	Facts(ctx context.Context, key string) (*facts.Facts, error)
 }
 
-// Cacher is a Source that can answer warm keys from memory
-// (Service.CachedBase): the key's facts and the digest's facts they were
-// composed from.
+// Cacher is a Source that can answer warm keys from memory, in parts
+// (Service.CachedParts).
 type Cacher interface {
-	CachedBase(key string) (f, base *facts.Facts, ok bool)
+	CachedParts(key string) (Cached, bool)
 }
 
-// Result is the outcome of a facts lookup for one key.
+// Result is the outcome of a facts lookup for one key: Err, or the facts,
+// either fetched whole or, for a key answered from the caches, in parts
+// (Parts), composed only when asked for (Facts).
 type Result struct {
-	Key   string
-	Facts *facts.Facts
-	// Base, when known, is the digest's facts Facts was composed from
-	// (Service.CachedBase): what derived encodings are kept for.
-	Base *facts.Facts
-	Err  error
+	Key    string
+	Err    error
+	full   *facts.Facts
+	cached Cached
+}
+
+// FetchedResult is the Result of a lookup that fetched f (or failed with
+// err); CachedResult of one answered from the caches in parts. Sources other
+// than the Service build theirs with these.
+func FetchedResult(key string, f *facts.Facts, err error) Result {
+	return Result{Key: key, full: f, Err: err}
+}
+
+// CachedResult: see FetchedResult.
+func CachedResult(key string, c Cached) Result { return Result{Key: key, cached: c} }
+
+// Facts returns the key's facts (nil with Err).
+func (r *Result) Facts() *facts.Facts {
+	if r.full == nil && r.cached.Base != nil {
+		return r.cached.Compose(r.Key)
+	}
+	return r.full
+}
+
+// Parts returns the key's facts in parts when it was answered from the
+// caches: the digest's shared facts (what derived encodings are kept for)
+// and the key's own fields. ok is false for fetched facts and errors.
+func (r *Result) Parts() (c *Cached, ok bool) {
+	return &r.cached, r.cached.Base != nil
 }
 
 // FactsAll looks up every key, warm keys from memory when src is a Cacher
@@ -99,12 +123,12 @@ type Result struct {
 func FactsAll(ctx context.Context, src Source, keys []string) []Result {
 	fetch := func(ctx context.Context, key string) Result {
 		f, err := src.Facts(ctx, key)
-		return Result{Key: key, Facts: f, Err: err}
+		return FetchedResult(key, f, err)
 	}
 	if c, ok := src.(Cacher); ok {
 		return EachCached(ctx, keys, func(key string) (Result, bool) {
-			f, base, ok := c.CachedBase(key)
-			return Result{Key: key, Facts: f, Base: base}, ok
+			cached, ok := c.CachedParts(key)
+			return CachedResult(key, cached), ok
 		}, fetch)
 	}
 	return Each(ctx, keys, fetch)

@@ -220,9 +220,35 @@ const keyBuf = 192
 // without the per-key fields image, reference and tagDigest), so encodings
 // can be kept per digest rather than per key.
 func (s *Service) CachedBase(key string) (f, base *facts.Facts, ok bool) {
+	c, ok := s.CachedParts(key)
+	if !ok {
+		return nil, nil, false
+	}
+	return c.Compose(key), c.Base, true
+}
+
+// Cached is a key's facts as the caches hold them, not composed into one
+// value: the digest's facts, shared by every key naming that digest (no
+// image, reference or tagDigest), and the key's own reference and tagDigest.
+// Answering from these parts allocates nothing per key.
+type Cached struct {
+	Base      *facts.Facts
+	Reference facts.Reference
+	TagDigest string
+}
+
+// Compose returns the facts Facts answers for key: Base with the key's own
+// fields.
+func (c *Cached) Compose(key string) *facts.Facts {
+	return compose(key, &c.Reference, c.Base, c.TagDigest)
+}
+
+// CachedParts is CachedBase without composing: the parts of key's facts
+// when the caches hold everything needed, ok false otherwise.
+func (s *Service) CachedParts(key string) (c Cached, ok bool) {
 	ks, found := s.refs.get(key)
 	if !found || ks.checkErr != nil {
-		return nil, nil, false
+		return Cached{}, false
 	}
 	ref := ks.reference(key)
 	r := &ref
@@ -230,7 +256,7 @@ func (s *Service) CachedBase(key string) (f, base *facts.Facts, ok bool) {
 	var tag v1.Hash
 	if r.Tag != "" {
 		if tag, ok = s.freshTag(s.appendTagKey(buf[:0], r)); !ok {
-			return nil, nil, false
+			return Cached{}, false
 		}
 	}
 	var fkey []byte
@@ -240,10 +266,10 @@ func (s *Service) CachedBase(key string) (f, base *facts.Facts, ok bool) {
 		// A tag key: its facts are the tag's digest's.
 		fkey = appendHash(s.appendFactsKey(buf[:0], r, ""), tag)
 	}
-	base, ok = s.facts.getBytes(fkey)
+	base, ok := s.facts.getBytes(fkey)
 	if !ok {
 		// Facts answers, and counts the misses.
-		return nil, nil, false
+		return Cached{}, false
 	}
 	if r.Tag != "" {
 		s.o.Observer.ObserveCache("tag", true)
@@ -253,7 +279,7 @@ func (s *Service) CachedBase(key string) (f, base *facts.Facts, ok bool) {
 	if r.Digest != "" && r.Tag != "" {
 		tagDigest = hashString(tag, r.Digest)
 	}
-	return compose(key, r, base, tagDigest), base, true
+	return Cached{Base: base, Reference: ref, TagDigest: tagDigest}, true
 }
 
 // Facts returns the facts for one image key. Everything but the per-key

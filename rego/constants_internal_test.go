@@ -18,14 +18,20 @@ import (
 
 // TestFoldConstantsSameDecisions evaluates the bundled ImageReview decision
 // for many parameter sets and reviews twice: with the policy as written
-// (every rule evaluated per review, as opa test does) and with its constant
-// rules folded (as the engine serves it). The decisions must be identical,
-// and the plans must actually have been folded.
+// (pure Rego, every rule evaluated per review, as opa test does) and as the
+// engine serves it (constant rules folded, the library's Go twins in place:
+// reference.parse and the checked fast paths). The decisions must be
+// identical, and the plans must actually have been folded.
 func TestFoldConstantsSameDecisions(t *testing.T) {
 	ctx := t.Context()
 	paramSets := map[string]map[string]any{
 		"none":      {},
-		"signature": {"rules": map[string]any{"signature": map[string]any{"signers": []any{map[string]any{"issuer": "https://token.actions.githubusercontent.com", "subject": "https://github.com/acme/app/.github/workflows/release.yaml@refs/heads/main"}}}}},
+		"signature": {"rules": map[string]any{"signature": map[string]any{"signers": []any{map[string]any{"issuer": stubIssuer, "subject": stubSubject}}}}},
+		"signature-platforms": {"rules": map[string]any{
+			"signature": map[string]any{"signers": []any{map[string]any{"key": "release"}, map[string]any{"issuer": stubIssuer, "subjectRegExp": "https://github.com/acme/.*"}}, "scope": "platforms"},
+			"pinning":   map[string]any{"tagPattern": "v[0-9]+", "allowUntagged": true},
+			"registry":  map[string]any{"allowedRepositoryPrefixes": []any{"registry.corp:5000/signed", "docker.io/library"}},
+		}},
 		"invalid": {"rules": map[string]any{
 			"pinning":   map[string]any{"allowLatest": "yes"},
 			"signature": map[string]any{"signers": []any{map[string]any{"issuer": "x"}}},
@@ -47,11 +53,18 @@ func TestFoldConstantsSameDecisions(t *testing.T) {
 		{map[string]any{"image": "nginx"}},
 		{map[string]any{"image": "registry.corp:5000/app@sha256:" + sha}, map[string]any{"image": "registry.corp:5000/app:v1@sha256:" + sha}},
 		{map[string]any{"image": "docker.io/library/bad:v1@sha256:" + sha}, map[string]any{"image": "UPPER/case"}},
+		{map[string]any{"image": "registry.corp:5000/signed:v1@sha256:" + sha}},
+		{map[string]any{"image": "registry.corp:5000/signed:v1"}},
+		{map[string]any{"image": "registry.corp:5000/signed:v1@sha256:" + sha}, map[string]any{"image": "registry.corp:5000/signed/app:v2@sha256:" + sha}, map[string]any{"image": "registry.corp:5000/app:v1@sha256:" + sha}},
 	}
 	namespaces := []string{"default", "kube-system", "staging", "prod-eu", "dev", "loose"}
 	distinct := map[string]bool{}
 	for name, params := range paramSets {
 		mods, docs, _, compiler, err := load("", false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _, _, written, err := loadWith("", false, false)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -69,6 +82,14 @@ func TestFoldConstantsSameDecisions(t *testing.T) {
 		if want := []string{"data.imagegate.review.default_plan", "data.imagegate.review.entry_plans"}; !slices.Equal(paths, want) {
 			t.Fatalf("%s: folded %v, want %v", name, paths, want)
 		}
+		for _, rule := range []string{"pinning", "registry", "signature"} {
+			if n := passesCalls(folded.GetRulesExact(ast.MustParseRef("data.imagegate.lib." + rule + ".checked"))); n != 1 {
+				t.Fatalf("%s: the served %s.checked calls %s %d times, want 1", name, rule, PassesBuiltin, n)
+			}
+			if n := passesCalls(written.GetRulesExact(ast.MustParseRef("data.imagegate.lib." + rule + ".checked"))); n != 0 {
+				t.Fatalf("%s: the pure-Rego %s.checked calls %s", name, rule, PassesBuiltin)
+			}
+		}
 		for _, p := range paths {
 			rules := folded.GetRulesExact(ast.MustParseRef(p))
 			if len(rules) != 1 || !rules[0].Body.Equal(ast.NewBody(ast.NewExpr(ast.BooleanTerm(true)))) || !rules[0].Head.Value.IsGround() {
@@ -78,14 +99,14 @@ func TestFoldConstantsSameDecisions(t *testing.T) {
 		for _, ns := range namespaces {
 			for _, cs := range images {
 				input := map[string]any{"spec": map[string]any{"namespace": ns, "containers": cs, "annotations": map[string]any{"alpha.image-policy.k8s.io/break-glass": "true"}}}
-				want := decide(t, ctx, compiler, store, input)
+				want := decide(t, ctx, written, store, input)
 				got := decide(t, ctx, folded, store, input)
 				if s, ok := want.(string); ok {
 					t.Fatalf("%s, namespace %s, %v: %s", name, ns, cs, s)
 				}
 				distinct[fmt.Sprint(want)] = true
 				if !reflect.DeepEqual(got, want) {
-					t.Errorf("%s, namespace %s, %v:\nfolded   %v\nunfolded %v", name, ns, cs, got, want)
+					t.Errorf("%s, namespace %s, %v:\nserved     %v\nas written %v", name, ns, cs, got, want)
 				}
 			}
 		}
@@ -97,17 +118,51 @@ func TestFoldConstantsSameDecisions(t *testing.T) {
 	}
 }
 
+// passesCalls counts the calls of imagegate.passes in rules.
+func passesCalls(rules []*ast.Rule) int {
+	n := 0
+	for _, r := range rules {
+		ast.WalkExprs(r, func(e *ast.Expr) bool {
+			if e.IsCall() && e.Operator().String() == PassesBuiltin {
+				n++
+			}
+			return false
+		})
+	}
+	return n
+}
+
 const sha = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
 
 // stubFacts answers imagegate.facts without a registry (this test compares
 // two evaluations of one policy; the facts only need to vary): images
 // naming "bad" could not be looked at right now, the others resolve to an
-// unsigned single-platform image.
+// unsigned single-platform image, except images naming "signed": a
+// two-platform index signed keylessly by stubIssuer and stubSubject, whose
+// platforms are signed with the key "release" ("signed/app": only the first).
 type stubFacts struct{}
+
+const (
+	stubIssuer  = "https://token.actions.githubusercontent.com"
+	stubSubject = "https://github.com/acme/app/.github/workflows/release.yaml@refs/heads/main"
+)
 
 func (stubFacts) Facts(_ context.Context, key string) (*facts.Facts, error) {
 	if strings.Contains(key, "bad") {
 		return nil, facts.Errorf(facts.CodeUnavailable, key, "registry answered 429")
+	}
+	if strings.Contains(key, "signed") {
+		release := []facts.Signature{{Format: "bundle", Signer: facts.Signer{Kind: "key", Key: "release"}}}
+		f := &facts.Facts{Image: key, Digest: "sha256:" + sha,
+			Signatures: []facts.Signature{{Format: "bundle", Signer: facts.Signer{Kind: "keyless", Issuer: stubIssuer, Subject: stubSubject}}},
+			Platforms: []facts.Platform{
+				{OS: "linux", Architecture: "amd64", Digest: "sha256:1", Config: &facts.Config{OS: "linux"}, Signatures: release},
+				{OS: "linux", Architecture: "arm64", Digest: "sha256:2", Config: &facts.Config{OS: "linux"}, Signatures: release, VerificationErrors: []string{"legacy signature: bad"}},
+			}}
+		if strings.Contains(key, "signed/app") {
+			f.Platforms[1].Signatures = nil
+		}
+		return f, nil
 	}
 	return &facts.Facts{Image: key, Digest: "sha256:" + sha, Config: &facts.Config{OS: "linux", Architecture: "amd64"}}, nil
 }

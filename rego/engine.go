@@ -221,6 +221,13 @@ func (e *Engine) Reload(ctx context.Context) {
 // load reads the embedded bundle, or Dir with the embedded library, and
 // compiles it with imagegate's capabilities. Errors carry file:line.
 func load(dir string, v0 bool) (map[string]*ast.Module, map[string]any, string, *ast.Compiler, error) {
+	return loadWith(dir, v0, true)
+}
+
+// loadWith is load; without goTwins the embedded library is compiled as
+// written, in pure Rego, as `opa test` and Gatekeeper run it (tests compare
+// the two).
+func loadWith(dir string, v0, goTwins bool) (map[string]*ast.Module, map[string]any, string, *ast.Compiler, error) {
 	mods := map[string]*ast.Module{}
 	popts := ast.ParserOptions{RegoVersion: ast.RegoV1, ProcessAnnotation: true}
 	addFS := func(fsys fs.FS, root, prefix string, skip func(pkg string) bool) error {
@@ -279,12 +286,18 @@ func load(dir string, v0 bool) (map[string]*ast.Module, map[string]any, string, 
 		}
 		docs = res.Documents
 	}
-	// The embedded library's reference.parse runs in Go (a policy.dir that
-	// brings its own imagegate.lib keeps its own parser).
-	for name, m := range mods {
-		if strings.HasPrefix(name, "embedded/") {
-			if err := fastParse(m); err != nil {
-				return nil, nil, fp, nil, fmt.Errorf("policy: %s: %w", name, err)
+	// The embedded library's reference.parse runs in Go, and its checked
+	// rules try a Go fast path first (native.go); a policy.dir that brings
+	// its own imagegate.lib keeps its own Rego.
+	if goTwins {
+		for name, m := range mods {
+			if strings.HasPrefix(name, "embedded/") {
+				if err := fastParse(m); err != nil {
+					return nil, nil, fp, nil, fmt.Errorf("policy: %s: %w", name, err)
+				}
+				if err := fastChecks(m); err != nil {
+					return nil, nil, fp, nil, fmt.Errorf("policy: %s: %w", name, err)
+				}
 			}
 		}
 	}

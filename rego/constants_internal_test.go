@@ -79,7 +79,7 @@ func TestFoldConstantsSameDecisions(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: foldConstants: %v", name, err)
 		}
-		if want := []string{"data.imagegate.review.default_plan", "data.imagegate.review.entry_plans"}; !slices.Equal(paths, want) {
+		if want := []string{"data.imagegate.review.default_plan", "data.imagegate.review.entry_plans", "data.imagegate.review.settings"}; !slices.Equal(paths, want) {
 			t.Fatalf("%s: folded %v, want %v", name, paths, want)
 		}
 		for _, rule := range []string{"pinning", "registry", "signature"} {

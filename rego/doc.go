@@ -16,11 +16,21 @@
 // only when a rule asks: a naming/pinning/registry-only policy makes no
 // registry call.
 //
-// Two things keep warm reviews cheap: the embedded library's
-// reference.parse runs as the Go builtin imagegate.parse_reference (the
-// pure-Rego parser, which Gatekeeper templates and `opa test` run, is held
-// to the same answers by TestParseReferenceMatchesRego and
-// FuzzParseReference), and each digest's facts are converted to a Rego value
-// once (facts.Memo, dropped with the cached facts), not once per review: a
-// review only adds each key's own image, reference and tagDigest.
+// What keeps warm reviews cheap:
+//   - the embedded library's reference.parse runs as the Go builtin
+//     imagegate.parse_reference (the pure-Rego parser, which Gatekeeper
+//     templates and `opa test` run, is held to the same answers by
+//     TestParseReferenceMatchesRego and FuzzParseReference);
+//   - the embedded checked of pinning, registry and signature first asks the
+//     Go builtin imagegate.passes whether the rule would report nothing
+//     (native.go); only an image it cannot pass is checked, and its messages
+//     written, by the Rego as written (TestPassesMatchesRego, FuzzPasses, and
+//     TestFoldConstantsSameDecisions for whole decisions);
+//   - rules marked constant (the review's plans) are evaluated once per load
+//     (constants.go);
+//   - each digest's facts are converted to a Rego value once (facts.Memo,
+//     dropped with the cached facts), not once per review: a review only
+//     adds each key's own image, reference and tagDigest.
+//
+// A policy.dir that brings its own imagegate.lib runs its library as written.
 package rego

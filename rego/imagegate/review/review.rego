@@ -55,13 +55,25 @@ annotations := object.get(input.spec, "annotations", {})
 mode := "exempt" if {
 	exempt_match
 } else := "audit" if {
-	some pattern in object.get(params, "audit", [])
+	some pattern in settings.audit
 	glob.match(pattern, [], namespace)
 } else := "enforce"
 
 exempt_match if {
-	some pattern in object.get(params, "exempt", [])
+	some pattern in settings.exempt
 	glob.match(pattern, [], namespace)
+}
+
+# METADATA
+# description: the namespace settings of params, with their defaults
+# custom:
+#   constant: true
+settings := {
+	"exempt": object.get(params, "exempt", []),
+	"audit": object.get(params, "audit", []),
+	"namespaces": object.get(params, "namespaces", []),
+	"break_glass_annotation": object.get(object.get(params, "breakGlass", {}), "annotation", "alpha.image-policy.k8s.io/break-glass"),
+	"break_glass_namespaces": object.get(object.get(params, "breakGlass", {}), "namespaces", []),
 }
 
 # Rule parameters: defaults, then the first matching namespace entry.
@@ -122,7 +134,7 @@ _valid(name, p) if count(rule_problems(name, p)) == 0
 
 # The first namespace entry whose names match the namespace.
 namespace_entry := min({i |
-	some i, entry in object.get(params, "namespaces", [])
+	some i, entry in settings.namespaces
 	some pattern in entry.names
 	glob.match(pattern, [], namespace)
 })
@@ -162,16 +174,15 @@ violations contains msg if {
 }
 
 violations contains msg if {
-	some image in images
 	some name, p in plan.invalid
+	some image in images
 	some msg in rule_violations(name, image, null, p)
 }
 
 violations contains msg if {
-	needs_facts
+	some name, p in plan.invalid_fact
 	some image in images
 	facts[image].ok
-	some name, p in plan.invalid_fact
 	some msg in rule_violations(name, image, facts[image].facts, p)
 }
 
@@ -266,12 +277,12 @@ rule_violations("signature", image, f, p) := lib.signature.violations(image, f, 
 rule_violations("attestation", image, f, p) := lib.attestation.violations(image, f, p)
 
 # Break-glass: only where config permits it, always recorded.
-break_glass_annotation := object.get(object.get(params, "breakGlass", {}), "annotation", "alpha.image-policy.k8s.io/break-glass")
+break_glass_annotation := settings.break_glass_annotation
 
 break_glass_requested if annotations[break_glass_annotation] == "true"
 
 break_glass_permitted if {
-	some pattern in object.get(object.get(params, "breakGlass", {}), "namespaces", [])
+	some pattern in settings.break_glass_namespaces
 	glob.match(pattern, [], namespace)
 }
 

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/open-policy-agent/opa/v1/ast"
 	oparego "github.com/open-policy-agent/opa/v1/rego"
@@ -108,11 +109,30 @@ func factsImpl(bctx oparego.BuiltinContext, arg *ast.Term) (*ast.Term, error) {
 
 // baseValues holds the Rego value of each digest's facts (lookup's shared
 // base value, without per-key fields), converted once and dropped with the
-// base: a warm review only adds the key's image, reference and tagDigest.
-var baseValues facts.Memo[ast.Object]
+// base, together with the values of the keys composed from it: a warm review
+// of a key seen before builds nothing.
+var baseValues facts.Memo[*baseValue]
+
+type baseValue struct {
+	obj ast.Object
+	mu  sync.Mutex
+	// keys are the composed values of the keys naming this digest, at most
+	// maxKeyValues (past that they are composed per call). An entry is used
+	// only while the key's reference and tag digest are the same.
+	keys map[string]keyEntry
+}
+
+type keyEntry struct {
+	ref       facts.Reference
+	tagDigest string
+	value     ast.Object
+}
+
+const maxKeyValues = 16
 
 // keyValue is the Rego value of image's facts answered from the caches:
 // its base's value, converted once per digest, with the key's own fields.
+// Values are shared between evaluations, which never modify them.
 func keyValue(image string, c *lookup.Cached) (ast.Value, error) {
 	base := c.Base
 	if base.Image != "" || base.TagDigest != "" {
@@ -124,13 +144,21 @@ func keyValue(image string, c *lookup.Cached) (ast.Value, error) {
 		if err != nil {
 			return nil, err
 		}
-		if bv, ok = v.(ast.Object); !ok {
+		obj, ok := v.(ast.Object)
+		if !ok {
 			return v, nil
 		}
+		bv = &baseValue{obj: obj}
 		baseValues.Put(base, bv)
 	}
+	bv.mu.Lock()
+	e, ok := bv.keys[image]
+	bv.mu.Unlock()
+	if ok && e.ref == c.Reference && e.tagDigest == c.TagDigest {
+		return e.value, nil
+	}
 	out := ast.NewObject()
-	bv.Foreach(func(k, v *ast.Term) {
+	bv.obj.Foreach(func(k, v *ast.Term) {
 		switch k.Value {
 		case ast.String("image"), ast.String("reference"), ast.String("tagDigest"):
 		default:
@@ -147,6 +175,14 @@ func keyValue(image string, c *lookup.Cached) (ast.Value, error) {
 	if c.TagDigest != "" {
 		out.Insert(ast.InternedTerm("tagDigest"), ast.StringTerm(c.TagDigest))
 	}
+	bv.mu.Lock()
+	if bv.keys == nil {
+		bv.keys = map[string]keyEntry{}
+	}
+	if _, had := bv.keys[image]; had || len(bv.keys) < maxKeyValues {
+		bv.keys[image] = keyEntry{ref: c.Reference, tagDigest: c.TagDigest, value: out}
+	}
+	bv.mu.Unlock()
 	return out, nil
 }
 

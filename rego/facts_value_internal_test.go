@@ -43,7 +43,20 @@ func TestKeyValueFromBase(t *testing.T) {
 		t.Fatal(err)
 	}
 	v2, _ := baseValues.Get(base)
-	if v1 == nil || v1 != v2 {
+	if v1 == nil || v1 != v2 || v1.obj != v2.obj {
 		t.Error("the digest's value was converted more than once")
+	}
+
+	// A key's value is composed once, and again when its tag moves.
+	ref := facts.Reference{Registry: "ghcr.io", Repository: "acme/app", Tag: "1", Digest: d}
+	moved := "sha256:" + string(bytes.Repeat([]byte("e"), 64))
+	a, _ := keyValue("ghcr.io/acme/app:1@"+d, &lookup.Cached{Base: base, Reference: ref})
+	b, _ := keyValue("ghcr.io/acme/app:1@"+d, &lookup.Cached{Base: base, Reference: ref})
+	if a != b {
+		t.Error("the same key's value was composed twice")
+	}
+	m, _ := keyValue("ghcr.io/acme/app:1@"+d, &lookup.Cached{Base: base, Reference: ref, TagDigest: moved})
+	if m == a || ast.Compare(m.(ast.Object).Get(ast.StringTerm("tagDigest")).Value, ast.String(moved)) != 0 {
+		t.Errorf("after the tag moved, the key's value is %v", m)
 	}
 }

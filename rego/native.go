@@ -406,7 +406,7 @@ func parsedImage(image ast.Value) (ParsedReference, bool) {
 	if !ok {
 		return ParsedReference{}, false
 	}
-	ref := ParseReference(string(s))
+	ref := parsedCache.get(string(s)).ref
 	return ref, ref.Valid
 }
 

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+	"sync"
 	"unicode/utf8"
 
 	"github.com/open-policy-agent/opa/v1/ast"
@@ -152,7 +153,44 @@ func parseReferenceImpl(_ oparego.BuiltinContext, arg *ast.Term) (*ast.Term, err
 	if !ok {
 		return ParsedReference{Error: "image reference must be a string"}.Term(), nil
 	}
-	return ParseReference(string(s)).Term(), nil
+	return parsedCache.get(string(s)).term, nil
+}
+
+// parsed is a reference parsed once, with its Rego value (shared, never
+// modified: evaluation does not change the values builtins return).
+type parsed struct {
+	ref  ParsedReference
+	term *ast.Term
+}
+
+// parsedCache holds the parses of the images reviews name, which repeat from
+// review to review (pinning, registry and the Rego library all parse each
+// image). It is bounded: when full it starts again empty.
+var parsedCache = &referenceCache{m: map[string]parsed{}}
+
+const maxCachedReferences = 4096
+
+type referenceCache struct {
+	mu sync.RWMutex
+	m  map[string]parsed
+}
+
+func (c *referenceCache) get(image string) parsed {
+	c.mu.RLock()
+	p, ok := c.m[image]
+	c.mu.RUnlock()
+	if ok {
+		return p
+	}
+	ref := ParseReference(image)
+	p = parsed{ref: ref, term: ref.Term()}
+	c.mu.Lock()
+	if len(c.m) >= maxCachedReferences {
+		clear(c.m)
+	}
+	c.m[image] = p
+	c.mu.Unlock()
+	return p
 }
 
 func init() {

@@ -186,14 +186,10 @@ violations contains msg if {
 	some msg in rule_violations(name, image, facts[image].facts, p)
 }
 
-violations contains msg if {
-	some msg in unchecked
-}
-
-# unchecked are the images whose facts could not be read; transient_unchecked
-# those that failed for a reason that may clear (rate limit, timeout, registry
+# The images whose facts could not be read; transient_unchecked are those
+# that failed for a reason that may clear (rate limit, timeout, registry
 # down), not for a verdict (not found, refused by the allowlist).
-unchecked contains msg if {
+violations contains msg if {
 	needs_facts
 	some image in images
 	not facts[image].ok

@@ -122,11 +122,7 @@ func fastChecks(m *ast.Module) error {
 
 // pinningPasses: pinning's _checked(image, parse(image), prepared) is empty.
 func pinningPasses(image, _, prepared ast.Value) bool {
-	ref, ok := parsedImage(image)
-	if !ok {
-		return false
-	}
-	p, ok := prepared.(ast.Object)
+	ref, p, ok := imageAndPrepared(image, prepared)
 	if !ok {
 		return false
 	}
@@ -157,11 +153,7 @@ func pinningPasses(image, _, prepared ast.Value) bool {
 // registryPasses: registry's _checked(image, parse(image), prepared) is
 // empty, which is _allowed(ref, prepared).
 func registryPasses(image, _, prepared ast.Value) bool {
-	ref, ok := parsedImage(image)
-	if !ok {
-		return false
-	}
-	p, ok := prepared.(ast.Object)
+	ref, p, ok := imageAndPrepared(image, prepared)
 	if !ok {
 		return false
 	}
@@ -400,14 +392,17 @@ func flag(p ast.Object, key string) (value, ok bool) {
 	return bool(b), ok
 }
 
-// parsedImage is reference.parse(image) for a valid image reference.
-func parsedImage(image ast.Value) (ParsedReference, bool) {
+// imageAndPrepared is reference.parse(image) for a valid image reference
+// and prepared parameters that are an object, the shapes pinning and
+// registry handle.
+func imageAndPrepared(image, prepared ast.Value) (ParsedReference, ast.Object, bool) {
 	s, ok := image.(ast.String)
 	if !ok {
-		return ParsedReference{}, false
+		return ParsedReference{}, nil, false
 	}
 	ref := parsedCache.get(string(s)).ref
-	return ref, ref.Valid
+	p, ok := prepared.(ast.Object)
+	return ref, p, ok && ref.Valid
 }
 
 // Regular expressions come from policy parameters, so there are few of

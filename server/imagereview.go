@@ -40,33 +40,110 @@ type Decision struct {
 
 // DecodeImageReview parses and validates an ImageReview body. It returns the
 // typed review and the generic document policy sees (exactly what was sent).
+//
+// The body is decoded once, into the generic document, and validated there:
+// JSON keys are case-sensitive as policy reads them. (A typed decode matches
+// keys case-insensitively, so {"Spec": …} would pass its checks while policy
+// saw no spec, no images, and admitted.) The typed review is built from the
+// validated document.
 func DecodeImageReview(body []byte) (*imagepolicy.ImageReview, map[string]any, error) {
 	bad := func(format string, args ...any) error {
 		return fmt.Errorf("%w: %s", errBadRequest, fmt.Sprintf(format, args...))
 	}
-	var review imagepolicy.ImageReview
-	if err := json.Unmarshal(body, &review); err != nil {
+	var doc any
+	if err := json.Unmarshal(body, &doc); err != nil {
 		return nil, nil, bad("body is not an ImageReview: %v", err)
 	}
-	if review.APIVersion != imageReviewAPIVersion || review.Kind != "ImageReview" {
-		return nil, nil, bad("apiVersion %q kind %q, want %q ImageReview", review.APIVersion, review.Kind, imageReviewAPIVersion)
+	input, ok := doc.(map[string]any)
+	if !ok {
+		return nil, nil, bad("body is not an ImageReview: a JSON %s, want an object", jsonKind(doc))
 	}
-	if len(review.Spec.Containers) == 0 {
-		return nil, nil, bad("spec.containers is empty")
+	apiVersion, _ := input["apiVersion"].(string)
+	kind, _ := input["kind"].(string)
+	if apiVersion != imageReviewAPIVersion || kind != "ImageReview" {
+		return nil, nil, bad("apiVersion %q kind %q, want %q ImageReview", apiVersion, kind, imageReviewAPIVersion)
 	}
-	for i, c := range review.Spec.Containers {
-		if c.Image == "" {
-			return nil, nil, bad("spec.containers[%d].image is empty", i)
+	review := &imagepolicy.ImageReview{TypeMeta: metav1.TypeMeta{APIVersion: apiVersion, Kind: kind}}
+	spec, ok := input["spec"].(map[string]any)
+	if !ok && input["spec"] != nil {
+		return nil, nil, bad("spec is a JSON %s, want an object", jsonKind(input["spec"]))
+	}
+	if err := decodeReviewSpec(spec, &review.Spec); err != nil {
+		return nil, nil, bad("%v", err)
+	}
+	return review, input, nil
+}
+
+// decodeReviewSpec checks the fields of spec the handler and policy rely on
+// and copies them into the typed spec: containers (at least one, each with
+// an image within the reference length limit), namespace and annotations
+// (strings, as the API defines them).
+func decodeReviewSpec(spec map[string]any, out *imagepolicy.ImageReviewSpec) error {
+	cs, ok := spec["containers"].([]any)
+	if !ok && spec["containers"] != nil {
+		return fmt.Errorf("spec.containers is not a list but a JSON %s", jsonKind(spec["containers"]))
+	}
+	if len(cs) == 0 {
+		return errors.New("spec.containers is empty")
+	}
+	out.Containers = make([]imagepolicy.ImageReviewContainerSpec, len(cs))
+	for i, c := range cs {
+		m, ok := c.(map[string]any)
+		if !ok {
+			return fmt.Errorf("spec.containers[%d] is a JSON %s, want an object", i, jsonKind(c))
 		}
-		if len(c.Image) > registry.MaxReferenceLength {
-			return nil, nil, bad("spec.containers[%d].image is %d bytes, longer than %d", i, len(c.Image), registry.MaxReferenceLength)
+		image, ok := m["image"].(string)
+		if !ok && m["image"] != nil {
+			return fmt.Errorf("spec.containers[%d].image is not a string but a JSON %s", i, jsonKind(m["image"]))
+		}
+		if image == "" {
+			return fmt.Errorf("spec.containers[%d].image is empty", i)
+		}
+		if len(image) > registry.MaxReferenceLength {
+			return fmt.Errorf("spec.containers[%d].image is %d bytes, longer than %d", i, len(image), registry.MaxReferenceLength)
+		}
+		out.Containers[i].Image = image
+	}
+	if ns, ok := spec["namespace"]; ok && ns != nil {
+		if out.Namespace, ok = ns.(string); !ok {
+			return fmt.Errorf("spec.namespace is not a string but a JSON %s", jsonKind(ns))
 		}
 	}
-	var input map[string]any
-	if err := json.Unmarshal(body, &input); err != nil {
-		return nil, nil, bad("body is not a JSON object: %v", err)
+	if a, ok := spec["annotations"]; ok && a != nil {
+		m, ok := a.(map[string]any)
+		if !ok {
+			return fmt.Errorf("spec.annotations is not an object but a JSON %s", jsonKind(a))
+		}
+		for k, v := range m {
+			s, ok := v.(string)
+			if !ok {
+				return fmt.Errorf("spec.annotations[%q] is not a string but a JSON %s", k, jsonKind(v))
+			}
+			if out.Annotations == nil {
+				out.Annotations = make(map[string]string, len(m))
+			}
+			out.Annotations[k] = s
+		}
 	}
-	return &review, input, nil
+	return nil
+}
+
+// jsonKind names the JSON type of a value json.Unmarshal produced.
+func jsonKind(v any) string {
+	switch v.(type) {
+	case nil:
+		return "null"
+	case bool:
+		return "boolean"
+	case float64:
+		return "number"
+	case string:
+		return "string"
+	case []any:
+		return "array"
+	default:
+		return "object"
+	}
 }
 
 // handleImageReview answers kube-apiserver's ImagePolicyWebhook. A policy

@@ -272,6 +272,17 @@ func TestImageReviewBadRequests(t *testing.T) {
 		{desc: "wrong kind", body: `{"apiVersion":"imagepolicy.k8s.io/v1alpha1","kind":"Pod","spec":{"containers":[{"image":"a"}]}}`, want: `Pod`},
 		{desc: "no containers", body: `{"apiVersion":"imagepolicy.k8s.io/v1alpha1","kind":"ImageReview","spec":{"containers":[]}}`, want: "spec.containers is empty"},
 		{desc: "empty image", body: `{"apiVersion":"imagepolicy.k8s.io/v1alpha1","kind":"ImageReview","spec":{"containers":[{"image":""}]}}`, want: "spec.containers[0].image is empty"},
+		// JSON object keys are case-sensitive, as policy reads them: a
+		// "Spec" must not stand in for "spec" (a typed decode would match
+		// it, and policy would then see no images at all and admit).
+		{desc: "spec in other case", body: `{"apiVersion":"imagepolicy.k8s.io/v1alpha1","kind":"ImageReview","Spec":{"containers":[{"image":"nginx:latest"}]}}`, want: "spec.containers is empty"},
+		{desc: "spec twice in two cases", body: `{"apiVersion":"imagepolicy.k8s.io/v1alpha1","kind":"ImageReview","spec":{"containers":[]},"Spec":{"containers":[{"image":"nginx:latest"}]}}`, want: "spec.containers is empty"},
+		{desc: "image in other case", body: `{"apiVersion":"imagepolicy.k8s.io/v1alpha1","kind":"ImageReview","spec":{"containers":[{"Image":"nginx:latest"}]}}`, want: "spec.containers[0].image is empty"},
+		{desc: "apiVersion in other case", body: `{"APIVersion":"imagepolicy.k8s.io/v1alpha1","kind":"ImageReview","spec":{"containers":[{"image":"a"}]}}`, want: `apiVersion \"\" kind`},
+		{desc: "containers not a list", body: `{"apiVersion":"imagepolicy.k8s.io/v1alpha1","kind":"ImageReview","spec":{"containers":{"image":"a"}}}`, want: "spec.containers is not a list"},
+		{desc: "image not a string", body: `{"apiVersion":"imagepolicy.k8s.io/v1alpha1","kind":"ImageReview","spec":{"containers":[{"image":1}]}}`, want: "spec.containers[0].image is not a string"},
+		{desc: "annotation not a string", body: `{"apiVersion":"imagepolicy.k8s.io/v1alpha1","kind":"ImageReview","spec":{"containers":[{"image":"a"}],"annotations":{"x":true}}}`, want: `spec.annotations[\"x\"] is not a string`},
+		{desc: "not an object", body: `["ImageReview"]`, want: "not an ImageReview"},
 	} {
 		t.Run(tc.desc, func(t *testing.T) {
 			status, _, raw := h.review(t, []byte(tc.body))

@@ -157,9 +157,16 @@ func (e *Engine) Decide(ctx context.Context, input any, f Facts) (any, error) {
 	if e.manager != nil {
 		return e.decideManaged(ctx, input, f)
 	}
-	// No evaluation metrics are read: the no-op set saves a map and timers
-	// per decision.
-	rs, err := e.query.Load().Eval(withFacts(ctx, f), oparego.EvalInput(input), oparego.EvalMetrics(noMetrics))
+	// The input is converted here rather than by EvalInput, which first
+	// round-trips it through JSON encoding (for Go types such as []string;
+	// InterfaceToValue converts those itself, and round-trips only what it
+	// does not know). No evaluation metrics are read: the no-op set saves a
+	// map and timers per decision.
+	inputAST, err := ast.InterfaceToValue(input)
+	if err != nil {
+		return nil, fmt.Errorf("policy: input: %w", err)
+	}
+	rs, err := e.query.Load().Eval(withFacts(ctx, f), oparego.EvalParsedInput(inputAST), oparego.EvalMetrics(noMetrics))
 	if err != nil {
 		return nil, fmt.Errorf("policy: %w", err)
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -244,5 +245,54 @@ decision := {"allowed": true, "reason": "` + reason + `"} if {
 	res, err := e.Decide(context.Background(), input, nil)
 	if err != nil || res.(map[string]any)["reason"] != "two" {
 		t.Errorf("after the reload: %v, %v; want reason two", res, err)
+	}
+}
+
+// TestDecideGoTypedInput: Decide converts its input itself (not through
+// EvalInput's JSON round trip), so Go-typed input must still reach policy as
+// the JSON it encodes to: structs by their json tags, []string and
+// map[string]string, integers. The bundled policy denies nginx:latest with
+// the same reasons whichever way the review is spelled, and reads the
+// namespace's break-glass annotation from a map[string]string.
+func TestDecideGoTypedInput(t *testing.T) {
+	e, err := rego.New(t.Context(), rego.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close(context.Background())
+	type container struct {
+		Image string `json:"image"`
+	}
+	type spec struct {
+		Containers  []container       `json:"containers"`
+		Namespace   string            `json:"namespace"`
+		Annotations map[string]string `json:"annotations,omitempty"`
+		Generation  int32             `json:"generation"`
+	}
+	typed := struct {
+		Spec spec `json:"spec"`
+	}{spec{Containers: []container{{Image: "nginx:latest"}}, Namespace: "prod", Generation: 3}}
+	generic := map[string]any{"spec": map[string]any{"containers": []any{map[string]any{"image": "nginx:latest"}}, "namespace": "prod", "generation": 3.0}}
+	want, err := e.Decide(t.Context(), generic, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want.(map[string]any)["allowed"] != false {
+		t.Fatalf("generic input: %v, want a denial", want)
+	}
+	got, err := e.Decide(t.Context(), typed, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("typed input decided %v, generic %v", got, want)
+	}
+	withStrings := map[string]any{"spec": map[string]any{"containers": []map[string]string{{"image": "nginx:latest"}}, "namespace": "prod", "annotations": map[string]string{"alpha.image-policy.k8s.io/break-glass": "true"}}}
+	got, err = e.Decide(t.Context(), withStrings, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r, _ := got.(map[string]any)["reason"].(string); !strings.Contains(r, "break-glass annotation") || !strings.Contains(r, "nginx:latest") {
+		t.Errorf("[]map[string]string containers and map[string]string annotations: %v, want the denial noting the break-glass annotation", got)
 	}
 }

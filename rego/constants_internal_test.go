@@ -24,7 +24,99 @@ import (
 // identical, and the plans must actually have been folded.
 func TestFoldConstantsSameDecisions(t *testing.T) {
 	ctx := t.Context()
-	paramSets := map[string]map[string]any{
+	distinct := map[string]bool{}
+	for name, params := range reviewParamSets {
+		folded, written, store, paths := servedAndWritten(t, params)
+		if want := []string{"data.imagegate.review.default_plan", "data.imagegate.review.entry_plans", "data.imagegate.review.settings"}; !slices.Equal(paths, want) {
+			t.Fatalf("%s: folded %v, want %v", name, paths, want)
+		}
+		for _, rule := range []string{"pinning", "registry", "signature"} {
+			if n := builtinCalls(PassesBuiltin, folded.GetRulesExact(ast.MustParseRef("data.imagegate.lib."+rule+".checked"))...); n != 1 {
+				t.Fatalf("%s: the served %s.checked calls %s %d times, want 1", name, rule, PassesBuiltin, n)
+			}
+			if n := builtinCalls(PassesBuiltin, written.GetRulesExact(ast.MustParseRef("data.imagegate.lib."+rule+".checked"))...); n != 0 {
+				t.Fatalf("%s: the pure-Rego %s.checked calls %s", name, rule, PassesBuiltin)
+			}
+		}
+		if n := builtinCalls(ReviewPassesBuiltin, folded.GetRulesExact(ast.MustParseRef(reviewPackage+"."+reviewRule))...); n != 1 {
+			t.Fatalf("%s: the served %s calls %s %d times, want 1", name, reviewRule, ReviewPassesBuiltin, n)
+		}
+		if n := builtinCalls(ReviewPassesBuiltin, written.GetRulesExact(ast.MustParseRef(reviewPackage+"."+reviewRule))...); n != 0 {
+			t.Fatalf("%s: the pure-Rego %s calls %s", name, reviewRule, ReviewPassesBuiltin)
+		}
+		for _, p := range paths {
+			rules := folded.GetRulesExact(ast.MustParseRef(p))
+			if len(rules) != 1 || !rules[0].Body.Equal(ast.NewBody(ast.NewExpr(ast.BooleanTerm(true)))) || !rules[0].Head.Value.IsGround() {
+				t.Fatalf("%s: %s is %v after folding, want one rule with a constant value", name, p, rules)
+			}
+		}
+		for _, ns := range reviewNamespaces {
+			for _, cs := range reviewImages {
+				input := reviewInput(ns, cs)
+				want := decide(t, ctx, written, store, DefaultQuery, input)
+				got := decide(t, ctx, folded, store, DefaultQuery, input)
+				if s, ok := want.(string); ok {
+					t.Fatalf("%s, namespace %s, %v: %s", name, ns, cs, s)
+				}
+				distinct[fmt.Sprint(want)] = true
+				if !reflect.DeepEqual(got, want) {
+					t.Errorf("%s, namespace %s, %v:\nserved     %v\nas written %v", name, ns, cs, got, want)
+				}
+			}
+		}
+	}
+	// The comparison covers exempt, audit, break-glass, allowed, denied,
+	// could-not-look and invalid-parameter decisions, not one repeated answer.
+	if len(distinct) < 20 {
+		t.Errorf("only %d distinct decisions; the cases do not exercise the policy", len(distinct))
+	}
+}
+
+// TestReviewPassesMatchesRego holds the review's Go fast path
+// (imagegate.review_passes, which the served no_violations tries first) to
+// the pure-Rego review: for every parameter set, namespace and review of
+// TestFoldConstantsSameDecisions, it may answer true only when the Rego
+// reports no violation; and for the parameter sets whose rules all have Go
+// twins (pinning, registry, signature with one signer), it must answer true
+// whenever the Rego reports none, so the fast path is taken.
+func TestReviewPassesMatchesRego(t *testing.T) {
+	ctx := t.Context()
+	covered := map[string]bool{"none": true, "signature": true, "signature-platforms": true}
+	const fast = "imagegate.review_passes(data.imagegate.review.images, data.imagegate.review.plan, data.imagegate.review.facts)"
+	passed, failed := 0, 0
+	for name, params := range reviewParamSets {
+		folded, written, store, _ := servedAndWritten(t, params)
+		for _, ns := range reviewNamespaces {
+			for _, cs := range reviewImages {
+				input := reviewInput(ns, cs)
+				got := decide(t, ctx, folded, store, fast, input)
+				violations := decide(t, ctx, written, store, "data.imagegate.review.violations", input)
+				msgs, ok := violations.([]any)
+				if !ok {
+					t.Fatalf("%s, namespace %s, %v: violations = %v", name, ns, cs, violations)
+				}
+				switch {
+				case got == true && len(msgs) > 0:
+					t.Errorf("%s, namespace %s, %v: Go passes the review, the Rego reports %v", name, ns, cs, msgs)
+				case got != true && len(msgs) == 0 && covered[name]:
+					t.Errorf("%s, namespace %s, %v: the Rego reports nothing, the Go fast path answers %v", name, ns, cs, got)
+				case got == true:
+					passed++
+				case len(msgs) > 0:
+					failed++
+				}
+			}
+		}
+	}
+	if passed < 10 || failed < 10 {
+		t.Errorf("%d reviews passed the fast path and %d had violations; the cases do not exercise both", passed, failed)
+	}
+}
+
+// reviewParamSets, reviewNamespaces and reviewImages are the cases that
+// compare the served review with the review as written.
+var (
+	reviewParamSets = map[string]map[string]any{
 		"none":      {},
 		"signature": {"rules": map[string]any{"signature": map[string]any{"signers": []any{map[string]any{"issuer": stubIssuer, "subject": stubSubject}}}}},
 		"signature-platforms": {"rules": map[string]any{
@@ -49,85 +141,68 @@ func TestFoldConstantsSameDecisions(t *testing.T) {
 			"breakGlass": map[string]any{"namespaces": []any{"dev"}},
 		},
 	}
-	images := [][]any{
+	reviewImages = [][]any{
 		{map[string]any{"image": "nginx"}},
 		{map[string]any{"image": "registry.corp:5000/app@sha256:" + sha}, map[string]any{"image": "registry.corp:5000/app:v1@sha256:" + sha}},
 		{map[string]any{"image": "docker.io/library/bad:v1@sha256:" + sha}, map[string]any{"image": "UPPER/case"}},
 		{map[string]any{"image": "registry.corp:5000/signed:v1@sha256:" + sha}},
 		{map[string]any{"image": "registry.corp:5000/signed:v1"}},
 		{map[string]any{"image": "registry.corp:5000/signed:v1@sha256:" + sha}, map[string]any{"image": "registry.corp:5000/signed/app:v2@sha256:" + sha}, map[string]any{"image": "registry.corp:5000/app:v1@sha256:" + sha}},
+		{map[string]any{"image": "registry.corp:5000/signed:v2@sha256:" + sha}, map[string]any{"image": "docker.io/library/bad:v1@sha256:" + sha}},
 	}
-	namespaces := []string{"default", "kube-system", "staging", "prod-eu", "dev", "loose"}
-	distinct := map[string]bool{}
-	for name, params := range paramSets {
-		mods, docs, _, compiler, err := load("", false)
-		if err != nil {
-			t.Fatal(err)
-		}
-		_, _, _, written, err := loadWith("", false, false)
-		if err != nil {
-			t.Fatal(err)
-		}
-		store := inmem.NewWithOpts(inmem.OptRoundTripOnWrite(false))
-		data := map[string]any{"params": params, "registries": []any{"registry.corp:5000", "docker.io"}}
-		if err := storage.Txn(ctx, store, storage.WriteParams, func(txn storage.Transaction) error {
-			return replace(ctx, store, txn, mods, mergeData(docs, data))
-		}); err != nil {
-			t.Fatal(err)
-		}
-		folded, paths, err := foldConstants(ctx, compiler, store)
-		if err != nil {
-			t.Fatalf("%s: foldConstants: %v", name, err)
-		}
-		if want := []string{"data.imagegate.review.default_plan", "data.imagegate.review.entry_plans", "data.imagegate.review.settings"}; !slices.Equal(paths, want) {
-			t.Fatalf("%s: folded %v, want %v", name, paths, want)
-		}
-		for _, rule := range []string{"pinning", "registry", "signature"} {
-			if n := passesCalls(folded.GetRulesExact(ast.MustParseRef("data.imagegate.lib." + rule + ".checked"))); n != 1 {
-				t.Fatalf("%s: the served %s.checked calls %s %d times, want 1", name, rule, PassesBuiltin, n)
-			}
-			if n := passesCalls(written.GetRulesExact(ast.MustParseRef("data.imagegate.lib." + rule + ".checked"))); n != 0 {
-				t.Fatalf("%s: the pure-Rego %s.checked calls %s", name, rule, PassesBuiltin)
-			}
-		}
-		for _, p := range paths {
-			rules := folded.GetRulesExact(ast.MustParseRef(p))
-			if len(rules) != 1 || !rules[0].Body.Equal(ast.NewBody(ast.NewExpr(ast.BooleanTerm(true)))) || !rules[0].Head.Value.IsGround() {
-				t.Fatalf("%s: %s is %v after folding, want one rule with a constant value", name, p, rules)
-			}
-		}
-		for _, ns := range namespaces {
-			for _, cs := range images {
-				input := map[string]any{"spec": map[string]any{"namespace": ns, "containers": cs, "annotations": map[string]any{"alpha.image-policy.k8s.io/break-glass": "true"}}}
-				want := decide(t, ctx, written, store, input)
-				got := decide(t, ctx, folded, store, input)
-				if s, ok := want.(string); ok {
-					t.Fatalf("%s, namespace %s, %v: %s", name, ns, cs, s)
-				}
-				distinct[fmt.Sprint(want)] = true
-				if !reflect.DeepEqual(got, want) {
-					t.Errorf("%s, namespace %s, %v:\nserved     %v\nas written %v", name, ns, cs, got, want)
-				}
-			}
-		}
-	}
-	// The comparison covers exempt, audit, break-glass, allowed, denied,
-	// could-not-look and invalid-parameter decisions, not one repeated answer.
-	if len(distinct) < 20 {
-		t.Errorf("only %d distinct decisions; the cases do not exercise the policy", len(distinct))
-	}
+	reviewNamespaces = []string{"default", "kube-system", "staging", "prod-eu", "dev", "loose"}
+)
+
+func reviewInput(ns string, containers []any) map[string]any {
+	return map[string]any{"spec": map[string]any{"namespace": ns, "containers": containers, "annotations": map[string]any{"alpha.image-policy.k8s.io/break-glass": "true"}}}
 }
 
-// passesCalls counts the calls of imagegate.passes in rules.
-func passesCalls(rules []*ast.Rule) int {
+// servedAndWritten compiles the bundled policy twice with params: as the
+// engine serves it (Go twins, constant rules folded; paths are the folded
+// rules) and as written (pure Rego), over one store.
+func servedAndWritten(t *testing.T, params map[string]any) (served, written *ast.Compiler, store storage.Store, paths []string) {
+	t.Helper()
+	ctx := t.Context()
+	mods, docs, _, compiler, err := load("", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _, _, written, err = loadWith("", false, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	store = inmem.NewWithOpts(inmem.OptRoundTripOnWrite(false))
+	data := map[string]any{"params": params, "registries": []any{"registry.corp:5000", "docker.io"}}
+	if err := storage.Txn(ctx, store, storage.WriteParams, func(txn storage.Transaction) error {
+		return replace(ctx, store, txn, mods, mergeData(docs, data))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	served, paths, err = foldConstants(ctx, compiler, store)
+	if err != nil {
+		t.Fatalf("foldConstants: %v", err)
+	}
+	return served, written, store, paths
+}
+
+// builtinCalls counts the calls of builtin in nodes (modules, rules): as
+// expressions and as terms.
+func builtinCalls[T any](builtin string, nodes ...T) int {
 	n := 0
-	for _, r := range rules {
-		ast.WalkExprs(r, func(e *ast.Expr) bool {
-			if e.IsCall() && e.Operator().String() == PassesBuiltin {
-				n++
+	for _, x := range nodes {
+		ast.NewGenericVisitor(func(v any) bool {
+			switch v := v.(type) {
+			case *ast.Expr:
+				if v.IsCall() && v.Operator().String() == builtin {
+					n++
+				}
+			case ast.Call:
+				if v[0].String() == builtin {
+					n++
+				}
 			}
 			return false
-		})
+		}).Walk(x)
 	}
 	return n
 }
@@ -167,10 +242,11 @@ func (stubFacts) Facts(_ context.Context, key string) (*facts.Facts, error) {
 	return &facts.Facts{Image: key, Digest: "sha256:" + sha, Config: &facts.Config{OS: "linux", Architecture: "amd64"}}, nil
 }
 
-// decide evaluates the bundled decision against compiler.
-func decide(t *testing.T, ctx context.Context, compiler *ast.Compiler, store storage.Store, input map[string]any) any {
+// decide evaluates query (the bundled decision, or another expression)
+// against compiler.
+func decide(t *testing.T, ctx context.Context, compiler *ast.Compiler, store storage.Store, query string, input map[string]any) any {
 	t.Helper()
-	rs, err := oparego.New(oparego.Query(DefaultQuery), oparego.Compiler(compiler), oparego.Store(store), oparego.Input(input)).Eval(withFacts(ctx, stubFacts{}))
+	rs, err := oparego.New(oparego.Query(query), oparego.Compiler(compiler), oparego.Store(store), oparego.Input(input)).Eval(withFacts(ctx, stubFacts{}))
 	if err != nil {
 		return "error: " + err.Error()
 	}

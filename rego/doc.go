@@ -26,6 +26,11 @@
 //     (native.go); only an image it cannot pass is checked, and its messages
 //     written, by the Rego as written (TestPassesMatchesRego, FuzzPasses, and
 //     TestFoldConstantsSameDecisions for whole decisions);
+//   - the embedded review's no_violations first asks the Go builtin
+//     imagegate.review_passes whether every image passes every rule of the
+//     namespace's plan (only for plans whose rules all have a Go twin above,
+//     with valid parameters, and images whose facts were read); otherwise the
+//     violation rules as written decide (TestReviewPassesMatchesRego);
 //   - rules marked constant (the review's plans) are evaluated once per load
 //     (constants.go);
 //   - each digest's facts are converted to a Rego value once (facts.Memo,

@@ -299,8 +299,9 @@ func loadWith(dir string, v0, goTwins bool) (map[string]*ast.Module, map[string]
 		docs = res.Documents
 	}
 	// The embedded library's reference.parse runs in Go, and its checked
-	// rules try a Go fast path first (native.go); a policy.dir that brings
-	// its own imagegate.lib keeps its own Rego.
+	// rules, and the embedded review's no_violations, try a Go fast path
+	// first (native.go); a policy.dir that brings its own imagegate.lib
+	// keeps its own Rego (and its review is its own, not embedded).
 	if goTwins {
 		for name, m := range mods {
 			if strings.HasPrefix(name, "embedded/") {
@@ -308,6 +309,9 @@ func loadWith(dir string, v0, goTwins bool) (map[string]*ast.Module, map[string]
 					return nil, nil, fp, nil, fmt.Errorf("policy: %s: %w", name, err)
 				}
 				if err := fastChecks(m); err != nil {
+					return nil, nil, fp, nil, fmt.Errorf("policy: %s: %w", name, err)
+				}
+				if err := fastReview(m); err != nil {
 					return nil, nil, fp, nil, fmt.Errorf("policy: %s: %w", name, err)
 				}
 			}

@@ -105,7 +105,7 @@ func TestCapabilities(t *testing.T) {
 	// Everything else is this OPA's own set (the test binary's also holds
 	// builtins registered by Go code: imagegate.facts, and the engine's own
 	// Go twins of library rules, which policy authors do not call).
-	want := map[string]bool{"external_data": true, "imagegate.facts": true, "imagegate.parse_reference": true, "imagegate.passes": true}
+	want := map[string]bool{"external_data": true, "imagegate.facts": true, "imagegate.parse_reference": true, "imagegate.passes": true, "imagegate.review_passes": true}
 	for _, b := range ast.CapabilitiesForThisVersion().Builtins {
 		want[b.Name] = true
 	}

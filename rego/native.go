@@ -46,6 +46,11 @@ func init() {
 		Description: "imagegate.passes(rule, image, facts, prepared): true only when imagegate.lib.<rule>.checked(image, facts, prepared) is empty (Go fast path; false means \"evaluate the Rego\")",
 		Decl:        types.NewFunction(types.Args(types.S, types.A, types.A, types.A), types.B),
 	}, passesImpl)
+	oparego.RegisterBuiltin3(&oparego.Function{
+		Name:        ReviewPassesBuiltin,
+		Description: "imagegate.review_passes(images, plan, facts): true only when the bundled review reports no violation for these images under this plan (Go fast path; false means \"evaluate the Rego\")",
+		Decl:        types.NewFunction(types.Args(types.A, types.A, types.A), types.B),
+	}, reviewPassesImpl)
 }
 
 func passesImpl(_ oparego.BuiltinContext, rule, image, facts, prepared *ast.Term) (*ast.Term, error) {
@@ -86,24 +91,186 @@ func fastChecks(m *ast.Module) error {
 	if !ok || nativeRules[rule] == nil {
 		return nil
 	}
-	renamed := 0
-	for _, r := range m.Rules {
-		if r.Head.Name.String() != "checked" {
-			continue
-		}
-		for x := r; x != nil; x = x.Else {
-			name := ast.VarTerm(regoCheckedName)
-			name.Location = x.Head.Reference[0].Location
-			x.Head.Name = ast.Var(regoCheckedName)
-			x.Head.Reference = ast.Ref{name}
-		}
-		renamed++
-	}
-	if renamed == 0 {
+	if renameRule(m, "checked", regoCheckedName) == 0 {
 		return fmt.Errorf("%s has no checked rule for its Go fast path", m.Package.Path)
 	}
 	src := fmt.Sprintf("package imagegate.lib.%s\n\nchecked(image, facts, prepared) := set() if {\n\t%s(%q, image, facts, prepared)\n} else := %s(image, facts, prepared)\n",
 		rule, PassesBuiltin, rule, regoCheckedName)
+	return appendRules(m, src)
+}
+
+// ReviewPassesBuiltin answers, in Go, whether the bundled review reports no
+// violation at all: every image passes every rule of the namespace's plan.
+// The engine serves imagegate.review's no_violations as
+//
+//	no_violations if {
+//		imagegate.review_passes(images, plan, facts)
+//	} else := <no_violations as written>
+//
+// so a review whose images all pass costs one Go call instead of the
+// violation rules' iteration over images and rules. It answers true only
+// when the plan has no invalid parameters, every check of the plan is a
+// rule in nativeRules, and each of those passes for each image (for the
+// rules that need facts: the image's facts were read). Anything else,
+// including any doubt, answers false, and the Rego as written decides and
+// writes the messages. TestReviewPassesMatchesRego holds it to that.
+const ReviewPassesBuiltin = "imagegate.review_passes"
+
+// reviewPackage is the bundled review's package; reviewRule is its rule
+// with a Go fast path, renamed regoReviewRule.
+const (
+	reviewPackage  = "data.imagegate.review"
+	reviewRule     = "no_violations"
+	regoReviewRule = "_rego_no_violations"
+)
+
+func reviewPassesImpl(_ oparego.BuiltinContext, images, plan, facts *ast.Term) (*ast.Term, error) {
+	return ast.InternedTerm(reviewPasses(images.Value, plan.Value, facts.Value)), nil
+}
+
+// reviewPasses follows the violations rules of review.rego: none of their
+// bodies can produce a message for these images, plan and facts.
+func reviewPasses(images, plan, facts ast.Value) bool {
+	imgs, ok := images.(*ast.Array)
+	if !ok {
+		return false
+	}
+	p, ok := plan.(ast.Object)
+	if !ok {
+		return false
+	}
+	// The invalid-parameter bodies report for every image (with facts, for
+	// every image whose facts were read): the fast path needs none.
+	for _, key := range []string{"invalid", "invalid_fact"} {
+		if o, ok := objectAt(p, key); !ok || o.Len() != 0 {
+			return false
+		}
+	}
+	checks, ok := objectAt(p, "checks")
+	if !ok {
+		return false
+	}
+	if !allPass(imgs, checks, func(*ast.Term) (ast.Value, bool) { return ast.NullValue, true }) {
+		return false
+	}
+	needsFacts := p.Get(ast.InternedTerm("needs_facts"))
+	if needsFacts == nil {
+		return false
+	}
+	if needsFacts.Value.Compare(ast.Boolean(true)) != 0 {
+		// Only false leaves the facts bodies out; any other value is
+		// truthy in Rego and left to it.
+		return needsFacts.Value.Compare(ast.Boolean(false)) == 0
+	}
+	factChecks, ok := objectAt(p, "fact_checks")
+	if !ok {
+		return false
+	}
+	fs, ok := facts.(ast.Object)
+	if !ok {
+		return false
+	}
+	// An image whose facts were not read is a violation (unchecked): the
+	// fast path needs ok exactly true, and the facts themselves.
+	return allPass(imgs, factChecks, func(image *ast.Term) (ast.Value, bool) {
+		e := fs.Get(image)
+		if e == nil {
+			return nil, false
+		}
+		entry, ok := e.Value.(ast.Object)
+		if !ok {
+			return nil, false
+		}
+		if okv := entry.Get(ast.InternedTerm("ok")); okv == nil || okv.Value.Compare(ast.Boolean(true)) != 0 {
+			return nil, false
+		}
+		f := entry.Get(ast.InternedTerm("facts"))
+		if f == nil {
+			return nil, false
+		}
+		return f.Value, true
+	})
+}
+
+// allPass: for every image, factsOf(image) is available and every check (rule
+// name: prepared parameters) has a Go predicate that passes it.
+func allPass(images *ast.Array, checks ast.Object, factsOf func(*ast.Term) (ast.Value, bool)) bool {
+	preds := make([]func(image, facts, prepared ast.Value) bool, 0, checks.Len())
+	prepared := make([]ast.Value, 0, checks.Len())
+	ok := true
+	checks.Foreach(func(k, v *ast.Term) {
+		name, isString := k.Value.(ast.String)
+		f := nativeRules[string(name)]
+		if !isString || f == nil {
+			ok = false
+			return
+		}
+		preds = append(preds, f)
+		prepared = append(prepared, v.Value)
+	})
+	if !ok {
+		return false
+	}
+	for i := range images.Len() {
+		image := images.Elem(i)
+		f, ok := factsOf(image)
+		if !ok {
+			return false
+		}
+		for j, pred := range preds {
+			if !pred(image.Value, f, prepared[j]) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// objectAt is o[key] when it is an object.
+func objectAt(o ast.Object, key string) (ast.Object, bool) {
+	t := o.Get(ast.InternedTerm(key))
+	if t == nil {
+		return nil, false
+	}
+	x, ok := t.Value.(ast.Object)
+	return x, ok
+}
+
+// fastReview renames the bundled review's no_violations and adds the one
+// that tries imagegate.review_passes first.
+func fastReview(m *ast.Module) error {
+	if m.Package.Path.String() != reviewPackage {
+		return nil
+	}
+	if renameRule(m, reviewRule, regoReviewRule) == 0 {
+		return fmt.Errorf("%s has no %s rule for its Go fast path", m.Package.Path, reviewRule)
+	}
+	src := fmt.Sprintf("package imagegate.review\n\n%s if {\n\t%s(images, plan, facts)\n} else := %s\n",
+		reviewRule, ReviewPassesBuiltin, regoReviewRule)
+	return appendRules(m, src)
+}
+
+// renameRule renames m's rules named from (with their else branches) to
+// to, and returns how many it renamed.
+func renameRule(m *ast.Module, from, to string) int {
+	renamed := 0
+	for _, r := range m.Rules {
+		if r.Head.Name.String() != from {
+			continue
+		}
+		for x := r; x != nil; x = x.Else {
+			name := ast.VarTerm(to)
+			name.Location = x.Head.Reference[0].Location
+			x.Head.Name = ast.Var(to)
+			x.Head.Reference = ast.Ref{name}
+		}
+		renamed++
+	}
+	return renamed
+}
+
+// appendRules parses src (a module of m's package) and adds its rules to m.
+func appendRules(m *ast.Module, src string) error {
 	parsed, err := ast.ParseModuleWithOpts(m.Package.Location.File, src, ast.ParserOptions{RegoVersion: ast.RegoV1})
 	if err != nil {
 		return err

@@ -104,8 +104,16 @@ func TestTrustRefreshLoop(t *testing.T) {
 			t.Errorf("/readyz trust = %q, want it to mention %q", ready["trust"], want)
 		}
 	}
-	if l := logs.String(); !strings.Contains(l, "trust refresh failed") || !strings.Contains(l, `trust.tuf[0] (name \"corp\", mirror `+repo.URL) {
-		t.Errorf("logs = %s, want the failed refresh with its entry and mirror", l)
+	// The refresh is counted just before it is logged: wait for the log.
+	logged := func() bool {
+		l := logs.String()
+		return strings.Contains(l, "trust refresh failed") && strings.Contains(l, `trust.tuf[0] (name \"corp\", mirror `+repo.URL)
+	}
+	for deadline := time.Now().Add(5 * time.Second); !logged() && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if !logged() {
+		t.Errorf("logs = %s, want the failed refresh with its entry and mirror", logs.String())
 	}
 
 	repo.SetDown(false)

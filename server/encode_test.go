@@ -20,7 +20,7 @@ func baseAndKey(tagDigest string) (base, key *facts.Facts) {
 		Digest:    d,
 		MediaType: "application/vnd.oci.image.manifest.v1+json",
 		Size:      1234,
-		Config:    &facts.Config{Labels: map[string]string{"org.opencontainers.image.source": "https://x/<a>&b", "é": "\u2028"}},
+		Config:    &facts.Config{Labels: facts.LabelsOf(map[string]string{"org.opencontainers.image.source": "https://x/<a>&b", "é": "\u2028"})},
 		Signatures: []facts.Signature{{Format: "bundle", Digest: d,
 			Signer: facts.Signer{Kind: "keyless", Issuer: "https://issuer", Subject: "ci@example.com"}}},
 		VerificationErrors: []string{`"quoted" <b>`},

@@ -54,7 +54,7 @@ func TestFactsSingleAndMultiArch(t *testing.T) {
 	}
 	if f.Config == nil || f.Config.Created != "2025-03-04T05:06:07Z" || f.Config.User != "65532" ||
 		f.Config.OS != "linux" || f.Config.Architecture != "amd64" ||
-		f.Config.Labels["org.opencontainers.image.source"] != "https://example.test/app" {
+		f.Config.Labels.Get("org.opencontainers.image.source") != "https://example.test/app" {
 		t.Errorf("single: config = %+v", f.Config)
 	}
 	if len(f.Platforms) != 0 || f.Signatures == nil || len(f.Signatures) != 0 || f.Attestations == nil || f.VerificationErrors == nil {

@@ -165,7 +165,7 @@ func wantFaultFacts(t *testing.T, r response, im faultImage) {
 		t.Fatalf("want facts for %s, got systemError %q items %+v", im.key, r.Response.SystemError, r.Response.Items)
 	}
 	f := factsOf(t, r, 0)
-	if f.Digest != im.digest.String() || f.Config == nil || f.Config.Labels["case"] != im.repo || f.Config.Digest != im.config.String() {
+	if f.Digest != im.digest.String() || f.Config == nil || f.Config.Labels.Get("case") != im.repo || f.Config.Digest != im.config.String() {
 		t.Errorf("facts: digest %s config %+v, want %s with label case=%s", f.Digest, f.Config, im.digest, im.repo)
 	}
 	formats := map[string]bool{}

@@ -29,17 +29,13 @@ func compactConfig(c *Config) {
 		return
 	}
 	c.User, c.OS, c.Architecture, c.Variant = intern(c.User), intern(c.OS), intern(c.Architecture), intern(c.Variant)
-	if len(c.Labels) == 0 {
-		return
-	}
-	m := make(map[string]string, len(c.Labels))
-	for k, v := range c.Labels {
-		if v == c.Created {
-			v = c.Created
+	for i := range c.Labels {
+		l := &c.Labels[i]
+		l.Key = intern(l.Key)
+		if l.Value == c.Created {
+			l.Value = c.Created
 		}
-		m[intern(k)] = v
 	}
-	c.Labels = m
 }
 
 func compactSignatures(sigs []Signature, atts []Attestation) {

@@ -15,8 +15,8 @@ func TestCompact(t *testing.T) {
 			Digest:    "sha256:aa",
 			MediaType: string([]byte("application/vnd.oci.image.manifest.v1+json")),
 			Config: &Config{Created: created, User: string([]byte("65532")), OS: string([]byte("linux")), Architecture: string([]byte("amd64")),
-				Labels: map[string]string{string([]byte("org.opencontainers.image.created")): string([]byte(created)), "a<b": "x&y"}},
-			Platforms:  []Platform{{OS: string([]byte("linux")), Architecture: "arm64", Variant: "v8", Config: &Config{Labels: map[string]string{}}}},
+				Labels: LabelsOf(map[string]string{string([]byte("org.opencontainers.image.created")): string([]byte(created)), "a<b": "x&y"})},
+			Platforms:  []Platform{{OS: string([]byte("linux")), Architecture: "arm64", Variant: "v8", Config: &Config{Labels: Labels{}}}},
 			Signatures: []Signature{{Format: string([]byte("bundle")), Signer: Signer{Kind: "keyless", Issuer: string([]byte("https://issuer"))}}},
 		}
 		f.Normalize()
@@ -34,13 +34,13 @@ func TestCompact(t *testing.T) {
 	if !same(a.MediaType, b.MediaType) || !same(a.Config.OS, b.Config.OS) || !same(a.Config.User, b.Config.User) || !same(a.Signatures[0].Signer.Issuer, b.Signatures[0].Signer.Issuer) || !same(a.Config.OS, a.Platforms[0].OS) {
 		t.Error("Compact: shared strings not shared between two Facts")
 	}
-	if v := a.Config.Labels["org.opencontainers.image.created"]; !same(v, a.Config.Created) {
+	if v := a.Config.Labels.Get("org.opencontainers.image.created"); !same(v, a.Config.Created) {
 		t.Error("Compact: the created label does not share the created string")
 	}
-	for k := range a.Config.Labels {
-		for k2 := range b.Config.Labels {
-			if k == k2 && !same(k, k2) {
-				t.Errorf("label key %q not shared", k)
+	for _, x := range a.Config.Labels {
+		for _, y := range b.Config.Labels {
+			if x.Key == y.Key && !same(x.Key, y.Key) {
+				t.Errorf("label key %q not shared", x.Key)
 			}
 		}
 	}

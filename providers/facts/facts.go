@@ -59,13 +59,13 @@ type Platform struct {
 // Config holds the policy-relevant parts of an image config.
 type Config struct {
 	// Created is RFC 3339, empty when the config has none.
-	Created      string            `json:"created,omitempty"`
-	Labels       map[string]string `json:"labels"`
-	User         string            `json:"user"`
-	OS           string            `json:"os"`
-	Architecture string            `json:"architecture"`
-	Variant      string            `json:"variant,omitempty"`
-	Digest       string            `json:"digest"`
+	Created      string `json:"created,omitempty"`
+	Labels       Labels `json:"labels"`
+	User         string `json:"user"`
+	OS           string `json:"os"`
+	Architecture string `json:"architecture"`
+	Variant      string `json:"variant,omitempty"`
+	Digest       string `json:"digest"`
 }
 
 // Signer identifies who made a verified signature or attestation.
@@ -125,12 +125,12 @@ func (f *Facts) Normalize() {
 		f.VerificationErrors = []string{}
 	}
 	if f.Config != nil && f.Config.Labels == nil {
-		f.Config.Labels = map[string]string{}
+		f.Config.Labels = Labels{}
 	}
 	for i := range f.Platforms {
 		p := &f.Platforms[i]
 		if p.Config != nil && p.Config.Labels == nil {
-			p.Config.Labels = map[string]string{}
+			p.Config.Labels = Labels{}
 		}
 		if p.Signatures == nil {
 			p.Signatures = []Signature{}

@@ -93,7 +93,7 @@ func TestCached(t *testing.T) {
 			t.Errorf("CachedBase(%q) after the tag moved: base %p, want the pinned digest's %p", k, base, bases[k])
 		}
 	}
-	if f, _ := cached(s, tagKey); f.Digest != moved.String() || f.Config.Labels["v"] != "2" {
+	if f, _ := cached(s, tagKey); f.Digest != moved.String() || f.Config.Labels.Get("v") != "2" {
 		t.Errorf("Cached(%q) after the move = digest %s, want %s", tagKey, f.Digest, moved)
 	}
 	if f, _ := cached(s, bothKey); f.Digest != old.String() || f.TagDigest != moved.String() {

@@ -318,7 +318,7 @@ func TestTagMove(t *testing.T) {
 			if err != nil {
 				t.Fatalf("Facts(%q): %v", tc.key, err)
 			}
-			if f.Digest != tc.want.String() || f.Config == nil || f.Config.Labels["v"] != tc.wantLabel {
+			if f.Digest != tc.want.String() || f.Config == nil || f.Config.Labels.Get("v") != tc.wantLabel {
 				t.Errorf("Facts(%q) = digest %s config %+v, want %s with label v=%s", tc.key, f.Digest, f.Config, tc.want, tc.wantLabel)
 			}
 			checkCounts(t, reg, "Facts("+tc.key+")", tc.want_)
@@ -401,7 +401,7 @@ func TestTagDigest(t *testing.T) {
 			if f.Image != key || f.Reference != want {
 				t.Errorf("Facts(%q) image %q reference %+v, want %q %+v", key, f.Image, f.Reference, key, want)
 			}
-			if f.Digest != pinned.String() || f.Config == nil || f.Config.Labels["v"] != "1" {
+			if f.Digest != pinned.String() || f.Config == nil || f.Config.Labels.Get("v") != "1" {
 				t.Errorf("Facts(%q) = digest %s config %+v, want the pinned %s (v=1)", key, f.Digest, f.Config, pinned)
 			}
 			if got := f.TagDigest; got != tc.wantTagDigest().String() {

@@ -342,7 +342,7 @@ func (c *Client) imageConfig(ctx context.Context, image string, repo name.Reposi
 		return nil, facts.Errorf(facts.CodeInvalidContent, image, "config %s: %v", m.Config.Digest, err)
 	}
 	out := &facts.Config{
-		Labels:       cf.Config.Labels,
+		Labels:       facts.LabelsOf(cf.Config.Labels),
 		User:         cf.Config.User,
 		OS:           cf.OS,
 		Architecture: cf.Architecture,
@@ -351,9 +351,6 @@ func (c *Client) imageConfig(ctx context.Context, image string, repo name.Reposi
 	}
 	if !cf.Created.IsZero() {
 		out.Created = cf.Created.UTC().Format(time.RFC3339)
-	}
-	if out.Labels == nil {
-		out.Labels = map[string]string{}
 	}
 	return out, nil
 }

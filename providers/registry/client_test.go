@@ -101,7 +101,7 @@ func TestDescribeImage(t *testing.T) {
 				Size:      int64(len(raw)),
 				Config: &facts.Config{
 					Created:      tc.wantCreated,
-					Labels:       tc.wantLabels,
+					Labels:       facts.LabelsOf(tc.wantLabels),
 					User:         tc.spec.User,
 					OS:           cf.OS,
 					Architecture: cf.Architecture,
@@ -175,7 +175,7 @@ func TestDescribeIndex(t *testing.T) {
 					Size:      p.Size,
 					Config: &facts.Config{
 						Created: s.Created.UTC().Format(time.RFC3339),
-						Labels:  labels, User: s.User,
+						Labels:  facts.LabelsOf(labels), User: s.User,
 						OS: s.OS, Architecture: s.Arch, Variant: s.Variant,
 					},
 				}

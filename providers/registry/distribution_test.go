@@ -92,7 +92,7 @@ func TestDistributionRegistry(t *testing.T) {
 				}
 				wantCfg := &facts.Config{
 					Created: "2024-05-06T07:08:07Z", User: "65532",
-					Labels: map[string]string{"org.opencontainers.image.version": "1.0"},
+					Labels: facts.LabelsOf(map[string]string{"org.opencontainers.image.version": "1.0"}),
 					OS:     "linux", Architecture: "amd64", Digest: imgConfig.String(),
 				}
 				if f.Image != tc.key || f.Reference != tc.ref || f.Digest != imgDigest.String() || f.MediaType != string(imgMediaType) || len(f.Platforms) != 0 {
@@ -126,7 +126,7 @@ func TestDistributionRegistry(t *testing.T) {
 			if p.OS != s.OS || p.Architecture != s.Arch || p.Variant != s.Variant || p.Digest != children[i].String() {
 				t.Errorf("platform %d = %s, want %s/%s/%s %s", i, js(p), s.OS, s.Arch, s.Variant, children[i])
 			}
-			if p.Config == nil || p.Config.Created != s.Created.UTC().Format(time.RFC3339) || !reflect.DeepEqual(p.Config.Labels, labels) ||
+			if p.Config == nil || p.Config.Created != s.Created.UTC().Format(time.RFC3339) || !reflect.DeepEqual(p.Config.Labels.Map(), labels) ||
 				p.Config.OS != s.OS || p.Config.Architecture != s.Arch || p.Config.Variant != s.Variant {
 				t.Errorf("platform %d config = %s, want created %s labels %v", i, js(p.Config), s.Created.UTC().Format(time.RFC3339), labels)
 			}

@@ -12,10 +12,20 @@ import (
 	"strings"
 )
 
-// memoryLimitShare is the part of the container's memory limit the Go heap
-// is held under when GOMEMLIMIT is not set: the rest covers what the Go
-// runtime does not count (stacks kept by the OS, fragmentation, binaries).
-const memoryLimitShare = 0.9
+// When GOMEMLIMIT is not set, the Go heap is held under the container's
+// memory limit less a headroom for what the Go runtime does not count (the
+// binary's resident pages, fragmentation): 10 % of the limit, at least
+// minMemoryHeadroom, at most half the limit. The resident memory outside
+// the Go limit measured 25-30 MiB (BENCHMARKS.md, "Memory"): at 256 MiB a
+// 10 % headroom (230 MiB) peaked at 260 MiB under load with 100,000 cached
+// digests, 40 MiB (216 MiB) at 245 MiB.
+const minMemoryHeadroom = 40 << 20
+
+// softMemoryLimit is the Go memory limit for a container limit.
+func softMemoryLimit(limit int64) int64 {
+	headroom := max(limit/10, minMemoryHeadroom)
+	return max(limit-headroom, limit/2)
+}
 
 // unlimited is what cgroup v1 reports for no limit (the largest page-aligned
 // int64); anything at or above it means none.
@@ -89,7 +99,7 @@ func ancestors(mount, p string) []string {
 	}
 }
 
-// applyMemoryLimit holds the Go heap under memoryLimitShare of the
+// applyMemoryLimit holds the Go heap under softMemoryLimit of the
 // container's memory limit when GOMEMLIMIT is not set (an explicit
 // GOMEMLIMIT, "off" included, always wins): without it the heap may grow to
 // twice the live set (GOGC) and past the container's limit, an OOM kill
@@ -103,8 +113,8 @@ func applyMemoryLimit(getenv func(string) string, root string, self []byte) stri
 	if !ok {
 		return ""
 	}
-	soft := int64(float64(limit) * memoryLimitShare)
+	soft := softMemoryLimit(limit)
 	debug.SetMemoryLimit(soft)
-	return fmt.Sprintf("Go memory limit set to %d MiB, %.0f %% of the container's %d MiB (%s); set GOMEMLIMIT to choose another, or GOMEMLIMIT=off for none",
-		soft>>20, memoryLimitShare*100, limit>>20, file)
+	return fmt.Sprintf("Go memory limit set to %d MiB, %d MiB under the container's %d MiB (%s); set GOMEMLIMIT to choose another, or GOMEMLIMIT=off for none",
+		soft>>20, (limit-soft)>>20, limit>>20, file)
 }

@@ -69,12 +69,31 @@ func TestApplyMemoryLimit(t *testing.T) {
 		t.Fatalf("with GOMEMLIMIT set: %q, limit %d; want nothing done (limit %d)", msg, debug.SetMemoryLimit(-1), before)
 	}
 	msg := applyMemoryLimit(func(string) string { return "" }, root, self)
-	if got, want := debug.SetMemoryLimit(-1), int64(483183820); got != want {
-		t.Errorf("limit = %d, want %d (90 %% of 512 MiB)", got, want)
+	if got, want := debug.SetMemoryLimit(-1), int64(536870912-53687091); got != want {
+		t.Errorf("limit = %d, want %d (512 MiB less 10 %%)", got, want)
 	}
 	for _, w := range []string{"460 MiB", "512 MiB", "memory.max", "GOMEMLIMIT"} {
 		if !strings.Contains(msg, w) {
 			t.Errorf("message %q lacks %q", msg, w)
+		}
+	}
+}
+
+// TestSoftMemoryLimit: 10 % of the limit is left outside the Go heap, at
+// least 40 MiB (what the binary keeps resident besides it measured 25-30
+// MiB), and never more than half the limit.
+func TestSoftMemoryLimit(t *testing.T) {
+	const mib = 1 << 20
+	for _, tc := range []struct{ limit, want int64 }{
+		{limit: 1024 * mib, want: 1024*mib - 1024*mib/10},
+		{limit: 512 * mib, want: 512*mib - 512*mib/10},
+		{limit: 400 * mib, want: 360 * mib},
+		{limit: 256 * mib, want: 216 * mib},
+		{limit: 128 * mib, want: 88 * mib},
+		{limit: 64 * mib, want: 32 * mib},
+	} {
+		if got := softMemoryLimit(tc.limit); got != tc.want {
+			t.Errorf("softMemoryLimit(%d MiB) = %.1f MiB, want %.1f MiB", tc.limit/mib, float64(got)/mib, float64(tc.want)/mib)
 		}
 	}
 }
